@@ -1,0 +1,57 @@
+# sweeplab's entry points. `make train` and `make test` set up everything they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+FASHION_DEB_DIR := /usr/share/datasets/fashion-mnist
+
+.PHONY: install data train test test-tools test-fast bench lint ui clean
+
+install: $(STAMP)
+
+# torch first and pinned: anything that asks for "torch" afterwards finds 2.13.0 satisfied
+# instead of pulling a newer CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+# Fashion-MNIST: Debian's package where apt can install it, else the SHA-256-verified download.
+data: $(STAMP)
+	@if [ -z "$$SWEEPLAB_DATA_DIR" ] && [ ! -f $(FASHION_DEB_DIR)/train-images-idx3-ubyte.gz ] \
+	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian package dataset-fashion-mnist ..."; \
+	  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+	    || echo "apt-get could not install dataset-fashion-mnist; falling back to the download"; \
+	fi
+	$(PY) -m sweeplab.data.fashion_mnist
+
+train: data
+	$(VENV)/bin/sweeplab train experiment=course_fashion_mnist $(ARGS)
+
+# docker-compose validates docker/compose.yaml in the tests (no Docker engine needed).
+test-tools:
+	@command -v docker-compose >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && echo "installing docker-compose (to validate docker/compose.yaml) ..." \
+	  && apt-get install -y -qq docker-compose >/dev/null 2>&1; } || echo "docker-compose not installed"
+
+test: data test-tools
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow and not service" $(PYTEST_ARGS)
+
+bench: data
+	$(PY) -m sweeplab.bench $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests
+
+ui: $(STAMP)
+	$(VENV)/bin/sweeplab ui
+
+clean:
+	rm -rf $(VENV) .pytest_cache mlruns

@@ -1,0 +1,3 @@
+"""sweeplab: hyperparameter sweeps of PyTorch networks, composed by Hydra, scheduled by Ray Tune, tracked in MLflow."""
+
+__version__ = "0.1.0"

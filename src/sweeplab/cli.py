@@ -1,0 +1,146 @@
+"""The ``sweeplab`` command.
+
+    sweeplab train [overrides...]      one tracked training run
+    sweeplab train --cfg [overrides]   print the composed config and exit
+    sweeplab summary [overrides...]    the model's Keras-style summary
+    sweeplab ui                        the MLflow UI on the configured store
+
+Overrides use Hydra's grammar: ``model.hidden=[256,128] optimizer=adam optimizer.lr=3e-4``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from sweeplab.config import GROUPS, ConfigError, compose, group_options, to_container
+
+console = Console(highlight=False, soft_wrap=True)  # long URIs and paths stay copyable
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def groups_help() -> str:
+    lines = ["config groups (choose with group=option; any key with group.key=value):"]
+    try:
+        for group in GROUPS:
+            lines.append(f"  {group:<12} {', '.join(group_options(group))}")
+    except ConfigError as exc:
+        lines.append(f"  ({exc})")
+    lines.append("examples:")
+    lines.append("  sweeplab train experiment=course_fashion_mnist")
+    lines.append("  sweeplab train data=digits model.hidden=[256,128] optimizer=adam optimizer.lr=3e-4 regularizer=l2")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog="sweeplab", description=__doc__, formatter_class=fmt, epilog=groups_help())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,summary,ui}")
+    for name, text in (("train", "train one model and record it as an MLflow run"),
+                       ("summary", "print the model's layers, output shapes and parameter counts")):
+        p = sub.add_parser(name, help=text, description=text, epilog=groups_help(), formatter_class=fmt)
+        p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. optimizer=adam trainer.epochs=10")
+        p.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+    ui = sub.add_parser("ui", help="open the MLflow UI on the configured tracking store (bound to 127.0.0.1)")
+    ui.add_argument("overrides", nargs="*", help="e.g. tracking.uri=sqlite:///other.db")
+    ui.add_argument("--port", type=int, default=None, help="port (default tracking.ui_port, 5000)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg_node = compose(args.overrides)
+        if getattr(args, "cfg", False):
+            from omegaconf import OmegaConf
+
+            console.print(OmegaConf.to_yaml(cfg_node), end="", markup=False)
+            return 0
+        cfg = to_container(cfg_node)
+        return {"train": cmd_train, "summary": cmd_summary, "ui": cmd_ui}[args.command](cfg, args)
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]: the run was closed as KILLED with the epochs already logged")
+        return 130
+    except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:  # DataError is a RuntimeError
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True)
+        return 2
+
+
+# ------------------------------------------------------------------ train
+def fmt_metrics(m: dict[str, float], keys: Sequence[str]) -> str:
+    return "  ".join(f"{k} {m[k]:.4f}" for k in keys if k in m)
+
+
+def cmd_train(cfg: dict, args: argparse.Namespace) -> int:
+    from sweeplab.data import load_data
+    from sweeplab.run import train_and_track
+
+    with console.status(f"loading {cfg['data']['name']} ..."):
+        data = load_data(cfg["data"])
+    console.print(f"[bold]data[/] {cfg['data']['name']}: {data.describe()}")
+    epochs = cfg["trainer"]["epochs"]
+
+    def progress(m: dict[str, float]) -> None:
+        line = fmt_metrics(m, ("train/loss", "train/acc", "val/loss", "val/acc"))
+        console.print(f"epoch {int(m['epoch']):>3}/{epochs}  {line}  lr {m['lr']:.2g}  {m['epoch_time_s']:.1f}s")
+
+    outcome = train_and_track(cfg, data, progress)
+    result = outcome.result
+    table = Table(title="run summary", show_header=False, title_justify="left")
+    style = {"completed": "green", "early_stopped": "cyan", "diverged": "red"}[result.status]
+    table.add_row("status", f"[{style}]{result.status}[/] — {result.reason}")
+    if result.best_epoch is not None:
+        table.add_row("best epoch", f"{result.best_epoch}  ({fmt_metrics(result.best, ('val/loss', 'val/acc'))})")
+    if result.test:
+        table.add_row("test", fmt_metrics(result.test, ("test/loss", "test/acc")))
+    see_it = None
+    if outcome.run_id:
+        from sweeplab.tracking import Tracker, ui_command
+
+        tracker = Tracker(cfg["tracking"])
+        table.add_row("mlflow run", f"{outcome.run_id} in experiment '{cfg['tracking']['experiment']}'")
+        table.add_row("store", tracker.uri)
+        cmd, _ = ui_command(cfg["tracking"])
+        uri_override = " ".join(a for a in args.overrides if a.startswith("tracking."))
+        see_it = f"{'sweeplab ui ' + uri_override if cmd else 'open'}".strip() + f"  then  {tracker.run_url(outcome.run_id)}"
+    console.print(table)
+    if see_it:
+        console.print(f"see it in the MLflow UI: {see_it}")
+    return 0 if result.status != "diverged" else 1
+
+
+def cmd_summary(cfg: dict, args: argparse.Namespace) -> int:
+    from sweeplab.data import load_data
+    from sweeplab.models import build_model
+    from sweeplab.summary import model_summary
+
+    data = load_data(cfg["data"])
+    model = build_model(cfg["model"], cfg["regularizer"], data)
+    console.print(model_summary(model, data.input_shape, data.kind), markup=False)
+    return 0
+
+
+def cmd_ui(cfg: dict, args: argparse.Namespace) -> int:
+    from sweeplab.tracking import ui_command
+
+    cmd, url = ui_command(cfg["tracking"], args.port)
+    if not cmd:
+        console.print(f"the tracking store is a server: open {url}")
+        return 0
+    mlflow_bin = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    cmd[0] = mlflow_bin if os.path.exists(mlflow_bin) else cmd[0]
+    console.print(f"MLflow UI on {cmd[3]} at [bold]{url}[/]  (Ctrl-C stops it)")
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

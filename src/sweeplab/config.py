@@ -1,0 +1,417 @@
+"""The shape of sweeplab's configuration: the one place it is declared.
+
+Every config group option (``conf/<group>/<option>.yaml``) starts from one of the
+schema dataclasses below, registered in Hydra's ConfigStore as ``<group>/base_<name>``.
+A misspelled key, a value of the wrong type or an unknown enum value therefore fails
+while composing — before any data is loaded — and :func:`compose` turns Hydra's and
+OmegaConf's exceptions into one :class:`ConfigError` line that names the key and
+what would be valid.
+
+After composing, the config is converted to plain dicts (:func:`to_container`):
+everything downstream (training, Ray workers, tracking) sees ordinary Python data.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+GROUPS = ("data", "model", "optimizer", "regularizer", "lr_schedule", "trainer", "tracking", "experiment")
+
+
+class ConfigError(ValueError):
+    """A config cannot be composed; the message names the key and the valid choices."""
+
+
+# --------------------------------------------------------------------- data
+class Scale(str, Enum):
+    none = "none"
+    unit = "unit"
+    standardize = "standardize"
+
+
+class Vectorize(str, Enum):
+    multi_hot = "multi_hot"
+    tfidf = "tfidf"
+    sequence = "sequence"
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    root: str | None = None
+    val_size: float = 0.1  # a fraction in (0, 1) or a number of samples
+    split_seed: int = 0
+    scale: Scale = Scale.unit
+
+
+@dataclass
+class FashionMNISTConfig(DataConfig):
+    name: str = "fashion_mnist"
+    val_size: float = 5000
+    download: bool = True
+
+
+@dataclass
+class DigitsConfig(DataConfig):
+    name: str = "digits"
+    val_size: float = 0.2
+
+
+@dataclass
+class IMDBConfig(DataConfig):
+    name: str = "imdb"
+    val_size: float = 10000
+    scale: Scale = Scale.none
+    download: bool = True
+    vectorize: Vectorize = Vectorize.multi_hot
+    num_words: int = 10000
+    max_len: int = 256
+    char_ngrams: list[int] = field(default_factory=list)
+    ngram_buckets: int = 100000
+    lowercase: bool = True
+
+
+@dataclass
+class NPZConfig(DataConfig):
+    name: str = "npz"
+    path: str | None = None
+    test_size: float = 0.2
+
+
+# -------------------------------------------------------------------- model
+class Activation(str, Enum):
+    relu = "relu"
+    tanh = "tanh"
+    gelu = "gelu"
+    sigmoid = "sigmoid"
+
+
+class Init(str, Enum):
+    glorot_uniform = "glorot_uniform"  # Keras's default: the course's networks
+    torch_default = "torch_default"  # PyTorch's Kaiming-uniform default
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    activation: Activation = Activation.relu
+    init: Init = Init.glorot_uniform
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    name: str = "mlp"
+    hidden: list[int] = field(default_factory=lambda: [128])
+
+
+@dataclass
+class CNNConfig(ModelConfig):
+    name: str = "cnn"
+    channels: list[int] = field(default_factory=lambda: [32, 64])
+    kernel_size: int = 3
+    hidden: list[int] = field(default_factory=lambda: [128])
+
+
+@dataclass
+class EmbeddingBagConfig(ModelConfig):
+    name: str = "embedding_bag"
+    embedding_dim: int = 64
+    hidden: list[int] = field(default_factory=list)
+    pretrained: str | None = None  # GloVe / word2vec text file
+    freeze_pretrained: bool = False
+
+
+# ---------------------------------------------------------------- optimizer
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING
+    lr: float = 1e-3
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    name: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.0
+    nesterov: bool = False
+
+
+@dataclass
+class RMSpropConfig(OptimizerConfig):
+    name: str = "rmsprop"
+    alpha: float = 0.9  # Keras's rho
+    eps: float = 1e-7
+    momentum: float = 0.0
+    centered: bool = False
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    name: str = "adam"
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-7
+    amsgrad: bool = False
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    name: str = "adamw"
+    weight_decay: float = 0.01  # decoupled decay: AdamW's whole point
+
+
+@dataclass
+class AdagradConfig(OptimizerConfig):
+    name: str = "adagrad"
+    lr: float = 0.01
+    initial_accumulator_value: float = 0.1
+    eps: float = 1e-7
+
+
+# -------------------------------------------------------------- regularizer
+@dataclass
+class RegularizerConfig:
+    """Weight penalties (on weights, not biases, as Keras's kernel_regularizer) and layer regularizers."""
+
+    name: str = "none"
+    l1: float = 0.0
+    l2: float = 0.0
+    dropout: float = 0.0
+    batch_norm: bool = False
+
+
+# ------------------------------------------------------------- lr schedule
+@dataclass
+class LRScheduleConfig:
+    name: str = MISSING
+
+
+@dataclass
+class ConstantLRConfig(LRScheduleConfig):
+    name: str = "constant"
+
+
+@dataclass
+class StepLRConfig(LRScheduleConfig):
+    name: str = "step"
+    step_size: int = 10  # epochs
+    gamma: float = 0.5
+
+
+@dataclass
+class ExponentialLRConfig(LRScheduleConfig):
+    name: str = "exponential"
+    gamma: float = 0.95  # per epoch
+
+
+@dataclass
+class CosineLRConfig(LRScheduleConfig):
+    name: str = "cosine"
+    min_lr: float = 0.0  # reached at trainer.epochs
+
+
+@dataclass
+class ReduceOnPlateauConfig(LRScheduleConfig):
+    name: str = "reduce_on_plateau"
+    factor: float = 0.5
+    patience: int = 2
+    min_lr: float = 0.0
+
+
+# ------------------------------------------------------------------ trainer
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@dataclass
+class EarlyStoppingConfig:
+    enabled: bool = True
+    patience: int = 5
+    min_delta: float = 0.0
+    smoothing: int = 1  # moving-average window over val/loss; 1 = raw
+    restore_best: bool = True
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 20
+    batch_size: int = 128
+    eval_batch_size: int = 2048
+    num_threads: int = 0  # 0: leave torch's default
+    device: Device = Device.auto
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+
+
+# ----------------------------------------------------------------- tracking
+@dataclass
+class TrackingConfig:
+    enabled: bool = True
+    uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db
+    artifact_root: str = "mlartifacts"  # for a new experiment on a local store
+    experiment: str = "sweeplab"
+    run_name: str | None = None
+    log_model: bool = True
+    ui_port: int = 5000
+
+
+@dataclass
+class Config:
+    data: DataConfig = MISSING
+    model: ModelConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    regularizer: RegularizerConfig = MISSING
+    lr_schedule: LRScheduleConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    tracking: TrackingConfig = MISSING
+    seed: int = 0
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "data": {c().name: c for c in (FashionMNISTConfig, DigitsConfig, IMDBConfig, NPZConfig)},
+    "model": {c().name: c for c in (MLPConfig, CNNConfig, EmbeddingBagConfig)},
+    "optimizer": {c().name: c for c in (SGDConfig, RMSpropConfig, AdamConfig, AdamWConfig, AdagradConfig)},
+    "regularizer": {"regularizer": RegularizerConfig},
+    "lr_schedule": {
+        c().name: c
+        for c in (ConstantLRConfig, StepLRConfig, ExponentialLRConfig, CosineLRConfig, ReduceOnPlateauConfig)
+    },
+    "trainer": {"trainer": TrainerConfig},
+    "tracking": {"tracking": TrackingConfig},
+}
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    for group, schemas in SCHEMAS.items():
+        for name, node in schemas.items():
+            cs.store(group=group, name=f"base_{name}", node=node)
+
+
+# ------------------------------------------------------------------ compose
+def config_dir() -> Path:
+    """``$SWEEPLAB_CONFIG_DIR``, else the repository's ``conf/`` beside ``src/``."""
+    env = os.environ.get("SWEEPLAB_CONFIG_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "conf"
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(f"no config.yaml in {path}; set SWEEPLAB_CONFIG_DIR to sweeplab's conf/ directory")
+    return path
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+
+
+def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "config") -> DictConfig:
+    """Compose ``conf/config.yaml`` with Hydra overrides and validate it against the schema."""
+    register_configs()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+        # Touch every value so interpolations and MISSING fields fail here, not mid-run.
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(explain(exc)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    return cfg
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """Plain dicts, lists and strings: what crosses into training, Ray and MLflow."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
+
+
+def explain(exc: BaseException) -> str:
+    """One line from Hydra's/OmegaConf's multi-line errors, with the valid choices."""
+    text = str(exc)
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, OmegaConfBaseException):  # Hydra wraps the precise error: lead with it
+        text = f"{cause}\n{text}"
+    full_key = getattr(exc, "full_key", None) or _search(r"full_key: (\S+)", text)
+
+    missing_key = _search(r"Key '([^']+)' not in '", text) or _search(r"Key '([^']+)' is not in struct", text)
+    if missing_key and full_key:
+        parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
+        valid = _keys_of(parent)
+        hint = _did_you_mean(missing_key, valid)
+        return f"unknown config key '{full_key}'{hint}; valid keys under '{parent or '<root>'}': {', '.join(valid)}"
+
+    m = re.search(r"Could not find '([^/']+)/([^']+)'", text)
+    if m:
+        group, option = m.groups()
+        choices = group_options(group)
+        hint = _did_you_mean(option, choices)
+        return f"unknown option '{option}' for config group '{group}'{hint}; choose one of: {', '.join(choices)}"
+
+    m = re.search(r"Could not override '([^']+)'", text)
+    if m and "Key '" in text:
+        return explain_missing(m.group(1))
+
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    if full_key and full_key not in first:
+        first = f"{full_key}: {first}"
+    if "Invalid value" in first or "could not be converted" in first:
+        first += " (see the current values with `sweeplab train --cfg`)"
+    return first
+
+
+def explain_missing(full_key: str) -> str:
+    parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
+    valid = _keys_of(parent)
+    hint = _did_you_mean(full_key.rsplit(".", 1)[-1], valid)
+    return f"unknown config key '{full_key}'{hint}; valid keys under '{parent or '<root>'}': {', '.join(valid)}"
+
+
+def _keys_of(dotted: str) -> list[str]:
+    """Keys the schema allows under a dotted path, looked up in the default composition."""
+    if not dotted:
+        return sorted(f.name for f in Config.__dataclass_fields__.values())
+    group, _, rest = dotted.partition(".")
+    schemas = SCHEMAS.get(group, {})
+    keys: set[str] = set()
+    for schema in schemas.values():
+        node = OmegaConf.structured(schema)
+        for part in filter(None, rest.split(".")):
+            node = node.get(part) if isinstance(node, DictConfig) else None
+        if isinstance(node, DictConfig):
+            keys.update(str(k) for k in node.keys())
+    return sorted(keys)
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _search(pattern: str, text: str) -> str | None:
+    m = re.search(pattern, text)
+    return m.group(1) if m else None
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}``: how a config becomes MLflow params."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out

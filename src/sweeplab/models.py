@@ -1,0 +1,229 @@
+"""The networks: nn.Module classes, and one function that builds them from config + data metadata.
+
+Models output logits. A two-class problem gets a single output unit (the course's
+sigmoid + binary cross-entropy); more classes get one unit per class (softmax +
+cross-entropy). The activation on the output lives in the loss for numerical
+stability, and in :class:`WithProbabilities` for the logged, deployable model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
+
+
+def output_units(num_classes: int) -> int:
+    return 1 if num_classes == 2 else num_classes
+
+
+def dense_block(n_in: int, n_out: int, activation: str, dropout: float, batch_norm: bool) -> list[nn.Module]:
+    """Dense -> (BatchNorm) -> activation -> (Dropout): one hidden layer."""
+    layers: list[nn.Module] = [nn.Linear(n_in, n_out)]
+    if batch_norm:
+        layers.append(nn.BatchNorm1d(n_out))
+    layers.append(ACTIVATIONS[activation]())
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return layers
+
+
+class MLP(nn.Sequential):
+    """Flatten, then dense layers of the given widths, then the output layer."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        hidden: Sequence[int] = (128,),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+    ):
+        n_in = 1
+        for d in input_shape:
+            n_in *= d
+        layers: list[nn.Module] = [nn.Flatten()]
+        for width in hidden:
+            layers += dense_block(n_in, width, activation, dropout, batch_norm)
+            n_in = width
+        layers.append(nn.Linear(n_in, output_units(num_classes)))
+        super().__init__(*layers)
+
+
+class CNN(nn.Module):
+    """A small conv net: [Conv -> (BatchNorm) -> activation -> MaxPool] blocks, then a dense head."""
+
+    def __init__(
+        self,
+        input_shape: Sequence[int],
+        num_classes: int,
+        channels: Sequence[int] = (32, 64),
+        kernel_size: int = 3,
+        hidden: Sequence[int] = (128,),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+    ):
+        super().__init__()
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"model=cnn needs image data (channels, height, width); this data set gives {tuple(input_shape)}"
+                " — use model=mlp"
+            )
+        c_in, h, w = input_shape
+        blocks: list[nn.Module] = []
+        for c_out in channels:
+            blocks.append(nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2))
+            if batch_norm:
+                blocks.append(nn.BatchNorm2d(c_out))
+            blocks.append(ACTIVATIONS[activation]())
+            if h >= 2 and w >= 2:  # tiny inputs (8x8 digits) run out of room to pool
+                blocks.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            c_in = c_out
+        self.features = nn.Sequential(*blocks)
+        self.head = MLP((c_in, h, w), num_classes, hidden, activation, dropout, batch_norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+class EmbeddingBagClassifier(nn.Module):
+    """Average of token embeddings (padding id 0 ignored), then an optional dense head.
+
+    With hashed character n-gram ids in the input this is fastText's classifier: a
+    word never seen in training still gets a vector from its n-grams.
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        num_classes: int,
+        embedding_dim: int = 64,
+        hidden: Sequence[int] = (),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        batch_norm: bool = False,
+        pretrained: torch.Tensor | None = None,
+        freeze_pretrained: bool = False,
+    ):
+        super().__init__()
+        self.embedding = nn.EmbeddingBag(num_embeddings, embedding_dim, mode="mean", padding_idx=0)
+        if pretrained is not None:
+            with torch.no_grad():
+                self.embedding.weight[: len(pretrained)] = pretrained
+            self.embedding.weight.requires_grad_(not freeze_pretrained)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.head = MLP((embedding_dim,), num_classes, hidden, activation, dropout, batch_norm)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.embedding(tokens)))
+
+
+class WithProbabilities(nn.Module):
+    """The deployable form of a trained model: outputs class probabilities, not logits."""
+
+    def __init__(self, model: nn.Module, num_classes: int):
+        super().__init__()
+        self.model = model
+        self.binary = num_classes == 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.model(x)
+        if self.binary:  # P(negative), P(positive): the same columns as the multi-class case
+            p = torch.sigmoid(logits)
+            return torch.cat([1 - p, p], dim=1)
+        return torch.softmax(logits, dim=1)
+
+
+def glorot_init(model: nn.Module) -> None:
+    """Keras's defaults: Glorot-uniform weights, zero biases (the course's networks)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def load_word_vectors(path: str | Path, vocab: Sequence[str], dim: int) -> tuple[torch.Tensor, int]:
+    """Rows for ``vocab`` from a GloVe or word2vec *text* file; returns (matrix, words found).
+
+    Words missing from the file keep a small random vector; index 0 (padding) is zero.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"model.pretrained={path} does not exist; give the path of a GloVe/word2vec .txt")
+    index = {w: i for i, w in enumerate(vocab)}
+    matrix = torch.randn(len(vocab), dim) * 0.1
+    matrix[0] = 0
+    found = 0
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh):
+            parts = line.rstrip().split(" ")
+            if lineno == 0 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                continue  # word2vec header: "<count> <dim>"
+            i = index.get(parts[0])
+            if i is None or i == 0:
+                continue
+            if len(parts) - 1 != dim:
+                raise ValueError(
+                    f"{path} has {len(parts) - 1}-dimensional vectors but model.embedding_dim={dim}; "
+                    f"set model.embedding_dim={len(parts) - 1}"
+                )
+            matrix[i] = torch.tensor([float(v) for v in parts[1:]])
+            found += 1
+    return matrix, found
+
+
+def build_model(model_cfg: Mapping[str, Any], regularizer_cfg: Mapping[str, Any], data: Any) -> nn.Module:
+    """Build the model named in ``model_cfg`` for a :class:`~sweeplab.data.DataBundle`'s shapes.
+
+    Dropout and batch norm come from the regularizer group, so a sweep can switch
+    regularizers without touching the model's shape.
+    """
+    name = model_cfg["name"]
+    common = dict(
+        num_classes=data.num_classes,
+        activation=model_cfg["activation"],
+        dropout=float(regularizer_cfg["dropout"]),
+        batch_norm=bool(regularizer_cfg["batch_norm"]),
+    )
+    if name == "mlp":
+        if data.kind == "tokens":
+            raise ValueError("model=mlp cannot read token ids; use model=embedding_bag or data.vectorize=multi_hot")
+        model: nn.Module = MLP(data.input_shape, hidden=model_cfg["hidden"], **common)
+    elif name == "cnn":
+        model = CNN(
+            data.input_shape,
+            channels=model_cfg["channels"],
+            kernel_size=model_cfg["kernel_size"],
+            hidden=model_cfg["hidden"],
+            **common,
+        )
+    elif name == "embedding_bag":
+        if data.kind != "tokens":
+            raise ValueError(
+                f"model=embedding_bag needs token ids but data={data.kind}; set data.vectorize=sequence"
+            )
+        pretrained = None
+        if model_cfg.get("pretrained"):
+            pretrained, _ = load_word_vectors(model_cfg["pretrained"], data.vocab, model_cfg["embedding_dim"])
+        model = EmbeddingBagClassifier(
+            data.num_embeddings,
+            embedding_dim=model_cfg["embedding_dim"],
+            hidden=model_cfg["hidden"],
+            pretrained=pretrained,
+            freeze_pretrained=model_cfg.get("freeze_pretrained", False),
+            **common,
+        )
+    else:
+        raise ValueError(f"unknown model {name!r}; choose one of: cnn, embedding_bag, mlp")
+    if model_cfg["init"] == "glorot_uniform":
+        glorot_init(model)
+    return model

@@ -1,0 +1,83 @@
+"""One tracked training run: data -> Trainer -> MLflow run (what ``sweeplab train`` does)."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeplab.data import DataBundle, load_data
+from sweeplab.models import WithProbabilities
+from sweeplab.plots import learning_curves
+from sweeplab.summary import model_summary
+from sweeplab.tracking import Tracker
+from sweeplab.training import FitResult, Trainer
+
+
+@dataclass
+class RunOutcome:
+    result: FitResult
+    run_id: str | None
+    trainer: Trainer
+    summary: str
+
+
+def log_run_artifacts(tracker: Tracker, run_id: str, cfg: Mapping[str, Any], trainer: Trainer,
+                      result: FitResult, summary: str, title: str) -> None:
+    """What a finished run leaves in MLflow besides its metrics: config, summary, curves, checkpoint, model."""
+    tracker.log_config(run_id, cfg)
+    tracker.log_text(run_id, summary, "model_summary.txt")
+    final = dict(result.test)
+    if result.best_epoch is not None:
+        final["best_epoch"] = result.best_epoch
+        final.update({f"best/{k}": v for k, v in result.best.items() if k.startswith("val/")})
+    if final:
+        tracker.log_metrics(run_id, final, step=result.best_epoch or 0)
+    if result.history:
+        with tempfile.TemporaryDirectory() as tmp:
+            png = learning_curves(result.history, Path(tmp) / "learning_curve.png", title, result.best_epoch)
+            tracker.log_file(run_id, png, "plots")
+    if trainer.best_state is not None:
+        tracker.log_checkpoint(run_id, {"model_state": trainer.best_state, "config": dict(cfg),
+                                        "epoch": result.best_epoch, "metrics": result.best})
+        if cfg["tracking"]["log_model"]:
+            deployable = WithProbabilities(trainer.model, trainer.data.num_classes)
+            tracker.log_model(run_id, deployable, trainer.data.x_val[:8], step=result.best_epoch or 0)
+
+
+def train_and_track(cfg: Mapping[str, Any], data: DataBundle | None = None,
+                    on_epoch: Callable[[dict[str, float]], None] | None = None) -> RunOutcome:
+    """Train one model from a resolved config; record it as one MLflow run when tracking is enabled.
+
+    A failure or Ctrl-C mid-run still closes the run (FAILED / KILLED) with the epochs
+    already logged, then re-raises.
+    """
+    data = data or load_data(cfg["data"])
+    trainer = Trainer(cfg, data)
+    summary = model_summary(trainer.model, data.input_shape, data.kind)
+    tcfg = cfg["tracking"]
+    if not tcfg["enabled"]:
+        return RunOutcome(trainer.fit(on_epoch), None, trainer, summary)
+
+    tracker = Tracker(tcfg)
+    run_name = tcfg["run_name"] or f"{cfg['model']['name']}-{cfg['optimizer']['name']}-{cfg['data']['name']}"
+    run_id = tracker.start_run(tcfg["experiment"], run_name, cfg, tags={"data.fingerprint": data.fingerprint})
+
+    def log_epoch(metrics: dict[str, float]) -> None:
+        tracker.log_metrics(run_id, metrics, step=int(metrics["epoch"]))
+        if on_epoch is not None:
+            on_epoch(metrics)
+
+    try:
+        result = trainer.fit(log_epoch)
+        log_run_artifacts(tracker, run_id, cfg, trainer, result, summary, run_name)
+    except KeyboardInterrupt:
+        tracker.end_run(run_id, "interrupted", "interrupted by the user (Ctrl-C)")
+        raise
+    except BaseException as exc:
+        tracker.end_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    tracker.end_run(run_id, result.status, result.reason)
+    return RunOutcome(result, run_id, trainer, summary)

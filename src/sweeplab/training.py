@@ -1,0 +1,270 @@
+"""The training loop: plain PyTorch over in-memory tensors. Imports neither Ray nor MLflow.
+
+One :class:`Trainer` is one training run. Callers (the ``train`` command, a Ray Tune
+trial, a benchmark) construct it from the resolved config as plain dicts, call
+:meth:`Trainer.fit` with an ``on_epoch`` callback, and read the :class:`FitResult`.
+:meth:`Trainer.checkpoint` / :meth:`Trainer.restore` capture everything needed to
+continue a run exactly where it stopped (a retried trial).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from sweeplab.data import DataBundle
+from sweeplab.models import build_model
+from sweeplab.regularizers import WeightPenalty
+
+COMPLETED, EARLY_STOPPED, DIVERGED = "completed", "early_stopped", "diverged"
+
+
+# ------------------------------------------------------------- optimizers
+def build_optimizer(cfg: Mapping[str, Any], params) -> torch.optim.Optimizer:
+    name, lr = cfg["name"], float(cfg["lr"])
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"])
+    if name == "rmsprop":
+        return torch.optim.RMSprop(
+            params, lr=lr, alpha=cfg["alpha"], eps=cfg["eps"], momentum=cfg["momentum"], centered=cfg["centered"]
+        )
+    if name in ("adam", "adamw"):
+        cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+        extra = {"weight_decay": cfg["weight_decay"]} if name == "adamw" else {}
+        return cls(params, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"], amsgrad=cfg["amsgrad"], **extra)
+    if name == "adagrad":
+        return torch.optim.Adagrad(
+            params, lr=lr, initial_accumulator_value=cfg["initial_accumulator_value"], eps=cfg["eps"]
+        )
+    raise ValueError(f"unknown optimizer {name!r}; choose one of: adagrad, adam, adamw, rmsprop, sgd")
+
+
+def build_lr_schedule(cfg: Mapping[str, Any], optimizer: torch.optim.Optimizer, epochs: int):
+    """A per-epoch learning-rate schedule, or None for a constant rate."""
+    name = cfg["name"]
+    sched = torch.optim.lr_scheduler
+    if name == "constant":
+        return None
+    if name == "step":
+        return sched.StepLR(optimizer, step_size=cfg["step_size"], gamma=cfg["gamma"])
+    if name == "exponential":
+        return sched.ExponentialLR(optimizer, gamma=cfg["gamma"])
+    if name == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=max(epochs, 1), eta_min=cfg["min_lr"])
+    if name == "reduce_on_plateau":
+        return sched.ReduceLROnPlateau(
+            optimizer, mode="min", factor=cfg["factor"], patience=cfg["patience"], min_lr=cfg["min_lr"]
+        )
+    raise ValueError(f"unknown lr_schedule {name!r}; choose one of: constant, cosine, exponential, step, ...")
+
+
+# ---------------------------------------------------------- early stopping
+class EarlyStopping:
+    """Stop when (optionally smoothed) validation loss stops improving by ``min_delta``.
+
+    Validation loss is bumpy; a moving average over ``smoothing`` epochs keeps one
+    lucky or unlucky epoch from deciding. The best weights are those of the lowest
+    raw validation loss.
+    """
+
+    def __init__(self, enabled: bool = True, patience: int = 5, min_delta: float = 0.0, smoothing: int = 1, **_):
+        self.enabled, self.patience, self.min_delta = enabled, patience, min_delta
+        self.window: deque[float] = deque(maxlen=max(1, smoothing))
+        self.best_smoothed = math.inf
+        self.best_raw = math.inf
+        self.best_epoch: int | None = None
+        self.bad_epochs = 0
+
+    def update(self, epoch: int, val_loss: float) -> bool:
+        """Record one epoch; returns True when it holds the best weights so far."""
+        self.window.append(val_loss)
+        smoothed = sum(self.window) / len(self.window)
+        if smoothed < self.best_smoothed - self.min_delta:
+            self.best_smoothed, self.bad_epochs = smoothed, 0
+        else:
+            self.bad_epochs += 1
+        if val_loss < self.best_raw:
+            self.best_raw, self.best_epoch = val_loss, epoch
+            return True
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.enabled and self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, deque) else v) for k, v in vars(self).items()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, deque(v, maxlen=self.window.maxlen) if k == "window" else v)
+
+
+# ------------------------------------------------------------------ result
+@dataclass
+class FitResult:
+    status: str  # completed | early_stopped | diverged
+    reason: str
+    history: list[dict[str, float]] = field(default_factory=list)  # one dict of metrics per epoch
+    best_epoch: int | None = None
+    test: dict[str, float] = field(default_factory=dict)  # test/loss, test/acc on the best weights
+
+    @property
+    def best(self) -> dict[str, float]:
+        return next((h for h in self.history if h["epoch"] == self.best_epoch), {})
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu")
+    return torch.device(name)
+
+
+# ----------------------------------------------------------------- trainer
+class Trainer:
+    """One training run of the model described by a resolved config on one :class:`DataBundle`."""
+
+    def __init__(self, cfg: Mapping[str, Any], data: DataBundle, model: nn.Module | None = None):
+        self.cfg = cfg
+        tcfg = cfg["trainer"]
+        if tcfg["num_threads"] > 0:
+            torch.set_num_threads(tcfg["num_threads"])
+        torch.manual_seed(cfg["seed"])  # weight init and dropout masks
+        self.device = resolve_device(tcfg["device"])
+        self.data = data
+        self.binary = data.num_classes == 2
+        self.model = (model or build_model(cfg["model"], cfg["regularizer"], data)).to(self.device)
+        self.optimizer = build_optimizer(cfg["optimizer"], [p for p in self.model.parameters() if p.requires_grad])
+        self.schedule = build_lr_schedule(cfg["lr_schedule"], self.optimizer, tcfg["epochs"])
+        self.penalty = WeightPenalty(self.model, cfg["regularizer"]["l1"], cfg["regularizer"]["l2"])
+        self.loss_fn = nn.BCEWithLogitsLoss() if self.binary else nn.CrossEntropyLoss()
+        self.stopper = EarlyStopping(**tcfg["early_stopping"])
+        self.shuffle = torch.Generator().manual_seed(cfg["seed"])
+        self.history: list[dict[str, float]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.xs = {s: getattr(data, f"x_{s}").to(self.device) for s in ("train", "val", "test")}
+        self.ys = {s: getattr(data, f"y_{s}").to(self.device) for s in ("train", "val", "test")}
+
+    # -- the two halves of an epoch
+    def _loss_and_correct(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.binary:
+            out = out.squeeze(1)
+            return self.loss_fn(out, y.to(out.dtype)), ((out > 0).long() == y).sum()
+        return self.loss_fn(out, y), (out.argmax(1) == y).sum()
+
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over the training split in shuffled mini-batches; running loss/accuracy as Keras reports."""
+        self.model.train()
+        x, y = self.xs["train"], self.ys["train"]
+        n, bs = len(x), self.cfg["trainer"]["batch_size"]
+        perm = torch.randperm(n, generator=self.shuffle).to(self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.device)
+        for start in range(0, n, bs):
+            idx = perm[start : start + bs]
+            xb, yb = x[idx], y[idx]
+            loss, hits = self._loss_and_correct(self.model(xb), yb)
+            objective = loss + self.penalty() if self.penalty else loss
+            self.optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            self.optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+            correct += hits
+        metrics = {"train/loss": loss_sum.item() / n, "train/acc": correct.item() / n}
+        if self.penalty:
+            with torch.no_grad():
+                metrics["train/penalty"] = self.penalty().item()
+        return metrics
+
+    @torch.no_grad()
+    def evaluate(self, split: str) -> tuple[float, float]:
+        """(mean loss, accuracy) on ``val`` or ``test`` with the model in eval mode (dropout off)."""
+        self.model.eval()
+        x, y = self.xs[split], self.ys[split]
+        loss_sum, correct = 0.0, 0
+        bs = self.cfg["trainer"]["eval_batch_size"]
+        for start in range(0, len(x), bs):
+            loss, hits = self._loss_and_correct(self.model(x[start : start + bs]), y[start : start + bs])
+            n_b = min(bs, len(x) - start)
+            loss_sum += loss.item() * n_b
+            correct += hits.item()
+        return loss_sum / len(x), correct / len(x)
+
+    # -- the run
+    def fit(self, on_epoch: Callable[[dict[str, float]], None] | None = None) -> FitResult:
+        """Train until ``trainer.epochs``, early stopping or divergence; then test on the best weights."""
+        epochs = self.cfg["trainer"]["epochs"]
+        status, reason = COMPLETED, f"ran all {epochs} epochs"
+        for epoch in range(len(self.history) + 1, epochs + 1):
+            t0 = time.perf_counter()
+            lr = self.optimizer.param_groups[0]["lr"]
+            metrics = self.train_epoch()
+            if not math.isfinite(metrics["train/loss"]):
+                status, reason = DIVERGED, f"train/loss became {metrics['train/loss']} in epoch {epoch} (lr={lr:g})"
+                break
+            metrics["val/loss"], metrics["val/acc"] = self.evaluate("val")
+            if not math.isfinite(metrics["val/loss"]):
+                status, reason = DIVERGED, f"val/loss became {metrics['val/loss']} in epoch {epoch} (lr={lr:g})"
+                break
+            metrics.update({"lr": lr, "epoch_time_s": time.perf_counter() - t0, "epoch": epoch})
+            if self.stopper.update(epoch, metrics["val/loss"]):
+                self.best_state = copy.deepcopy(self.model.state_dict())
+            if isinstance(self.schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.schedule.step(metrics["val/loss"])
+            elif self.schedule is not None:
+                self.schedule.step()
+            self.history.append(metrics)
+            if on_epoch is not None:
+                on_epoch(metrics)
+            if self.stopper.should_stop:
+                status = EARLY_STOPPED
+                reason = (
+                    f"val/loss did not improve by {self.stopper.min_delta} for {self.stopper.patience} epochs; "
+                    f"best epoch {self.stopper.best_epoch}"
+                )
+                break
+
+        # Keras's restore_best_weights belongs to early stopping: without it the run ends on its last weights.
+        es = self.cfg["trainer"]["early_stopping"]
+        if self.best_state is not None and (status == DIVERGED or (es["enabled"] and es["restore_best"])):
+            self.model.load_state_dict(self.best_state)
+        test: dict[str, float] = {}
+        if self.history:  # a run that diverged in epoch 1 has no weights worth testing
+            test["test/loss"], test["test/acc"] = self.evaluate("test")
+        best_epoch = self.stopper.best_epoch if self.best_state is not None else None
+        return FitResult(status, reason, list(self.history), best_epoch, test)
+
+    # -- resume
+    def checkpoint(self) -> dict[str, Any]:
+        """Everything needed to continue this run after the last finished epoch."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict() if self.schedule is not None else None,
+            "stopper": self.stopper.state_dict(),
+            "history": self.history,
+            "best_state": self.best_state,
+            "shuffle": self.shuffle.get_state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.schedule is not None and state["schedule"] is not None:
+            self.schedule.load_state_dict(state["schedule"])
+        self.stopper.load_state_dict(state["stopper"])
+        self.history = list(state["history"])
+        self.best_state = state["best_state"]
+        self.shuffle.set_state(state["shuffle"])
+        torch.set_rng_state(state["torch_rng"])

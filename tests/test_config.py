@@ -1,0 +1,94 @@
+"""Every config group option composes and validates; typos fail before any work, naming the key."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sweeplab.config import GROUPS, ConfigError, compose, group_options, to_container
+from sweeplab.data import DataBundle
+from sweeplab.models import build_model
+from sweeplab.training import Trainer
+from tests.conftest import blobs
+
+
+ALIASES = {("optimizer", "momentum"): "sgd"}  # an option that presets another's schema
+
+
+def image_and_token_data() -> tuple[DataBundle, DataBundle]:
+    flat = blobs(n=60, dim=4 * 7 * 7, classes=3)
+    splits = [flat.x_train, flat.y_train, flat.x_val, flat.y_val, flat.x_test, flat.y_test]
+    images = [t.view(len(t), 4, 7, 7) if t.is_floating_point() else t for t in splits]
+    tokens = [torch.randint(1, 50, (len(t), 12)) if t.is_floating_point() else t for t in splits]
+    common = dict(num_classes=3, class_names=flat.class_names, fingerprint="x")
+    return (DataBundle(*images, kind="image", **common),
+            DataBundle(*tokens, kind="tokens", vocab=[f"w{i}" for i in range(50)], num_embeddings=50, **common))
+
+
+@pytest.mark.parametrize("group", [g for g in GROUPS if g != "experiment"])
+def test_every_option_composes_and_instantiates(group, make_cfg):
+    options = group_options(group)
+    assert options, f"conf/{group}/ has no options"
+    images, tokens = image_and_token_data()
+    for option in options:
+        cfg = make_cfg(f"{group}={option}")
+        if "name" in cfg[group]:
+            assert cfg[group]["name"] == ALIASES.get((group, option), option)
+        if group == "data":
+            continue  # loading is tested in tests/data
+        trainer = Trainer(cfg, tokens if cfg["model"]["name"] == "embedding_bag" else images)
+        trainer.train_epoch()  # the built optimizer, schedule and penalty actually run
+
+
+def test_experiments_compose(make_cfg):
+    cfg = make_cfg("experiment=course_fashion_mnist")
+    assert cfg["model"]["hidden"] == [128]
+    assert cfg["optimizer"]["name"] == "rmsprop"
+    assert (cfg["trainer"]["epochs"], cfg["trainer"]["batch_size"]) == (5, 128)
+    imdb = make_cfg("experiment=course_imdb")
+    assert imdb["model"]["hidden"] == [16, 16] and imdb["trainer"]["batch_size"] == 512
+    assert imdb["data"]["num_words"] == 10000 and imdb["regularizer"]["name"] == "none"
+    assert make_cfg("experiment=course_imdb_l2")["regularizer"]["l2"] == 0.001
+    dropout = make_cfg("experiment=course_imdb_dropout")
+    assert dropout["regularizer"]["dropout"] == 0.5 and dropout["model"]["hidden"] == [16, 16]
+
+
+def test_overrides_follow_hydra_grammar(make_cfg):
+    cfg = make_cfg("model.hidden=[256,128]", "optimizer=adam", "optimizer.lr=3e-4", "regularizer=l2")
+    assert cfg["model"]["hidden"] == [256, 128]
+    assert cfg["optimizer"] == {**cfg["optimizer"], "name": "adam", "lr": 3e-4}
+    assert cfg["regularizer"]["l2"] > 0
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.hiden=[64]", ["model.hiden", "did you mean 'hidden'", "activation"]),
+        ("trainer.early_stopping.patince=3", ["trainer.early_stopping.patince", "patience"]),
+        ("model=transformer", ["'transformer'", "model", "cnn, embedding_bag, mlp"]),
+        ("optimizer=adamm", ["did you mean 'adam'", "adagrad, adam, adamw"]),
+        ("optimizer.lr=fast", ["optimizer.lr", "'fast'", "Float"]),
+        ("model.activation=softplus", ["model.activation", "relu, tanh, gelu, sigmoid"]),
+        ("data.vectorize=bert", ["data.vectorize"]),
+    ],
+)
+def test_typos_fail_with_one_line_naming_the_key(override, expected):
+    with pytest.raises(ConfigError) as err:
+        compose([override])
+    message = str(err.value)
+    assert "\n" not in message
+    for fragment in expected:
+        assert fragment in message
+
+
+def test_plain_containers_cross_into_training(make_cfg):
+    cfg = make_cfg()
+    assert type(cfg) is dict and type(cfg["model"]) is dict
+    assert isinstance(cfg["model"]["activation"], str)  # enums become plain strings
+    assert to_container(compose([]))["data"]["name"] == "fashion_mnist"
+
+
+def test_build_model_rejects_mismatched_data(make_cfg):
+    cfg = make_cfg("model=embedding_bag")
+    with pytest.raises(ValueError, match="data.vectorize=sequence"):
+        build_model(cfg["model"], cfg["regularizer"], blobs(n=30))
