@@ -9,7 +9,7 @@ from sweeplab.config import GROUPS, ConfigError, compose, group_options, to_cont
 from sweeplab.data import DataBundle
 from sweeplab.models import build_model
 from sweeplab.training import Trainer
-from tests.conftest import blobs
+from conftest import blobs
 
 
 ALIASES = {("optimizer", "momentum"): "sgd"}  # an option that presets another's schema

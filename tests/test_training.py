@@ -9,7 +9,7 @@ import torch
 
 from sweeplab.regularizers import penalized_weights
 from sweeplab.training import COMPLETED, DIVERGED, EARLY_STOPPED, EarlyStopping, Trainer
-from tests.conftest import blobs
+from conftest import blobs
 
 METRICS = {"train/loss", "train/acc", "val/loss", "val/acc", "lr", "epoch_time_s", "epoch"}
 
