@@ -28,8 +28,18 @@ def blobs(n: int = 600, dim: int = 20, classes: int = 3, seed: int = 0, spread: 
     y = torch.randint(0, classes, (n,), generator=g)
     x = centers[y] + spread * torch.randn(n, dim, generator=g)
     a, b = int(n * 0.6), int(n * 0.8)
-    return DataBundle(x[:a], y[:a], x[a:b], y[a:b], x[b:], y[b:], num_classes=classes, kind="vector",
-                      class_names=[str(i) for i in range(classes)], fingerprint="blobs")
+    return DataBundle(
+        x[:a],
+        y[:a],
+        x[a:b],
+        y[a:b],
+        x[b:],
+        y[b:],
+        num_classes=classes,
+        kind="vector",
+        class_names=[str(i) for i in range(classes)],
+        fingerprint="blobs",
+    )
 
 
 @pytest.fixture

@@ -38,8 +38,12 @@ def only_run(store: Path, experiment: str):
 
 
 def test_train_command_writes_a_complete_run(store):
-    out = subprocess.run([*SWEEPLAB, "train", "data=digits", "trainer.epochs=2", "tracking.experiment=e2e"],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [*SWEEPLAB, "train", "data=digits", "trainer.epochs=2", "tracking.experiment=e2e"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "epoch   1/2" in out.stdout and "epoch   2/2" in out.stdout
     assert "test/acc" in out.stdout and "sweeplab ui" in out.stdout
@@ -102,23 +106,46 @@ def test_failure_mid_run_keeps_what_was_logged(store, make_cfg):
         train_and_track(cfg, on_epoch=crash)
     client, run = only_run(store, "crash")
     assert run.info.status == "FAILED"
-    assert run.data.tags["sweeplab.status"] == "failed" and "disk full" in run.data.tags["sweeplab.status_reason"]
+    assert (
+        run.data.tags["sweeplab.status"] == "failed"
+        and "disk full" in run.data.tags["sweeplab.status_reason"]
+    )
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")] == [1, 2]
 
 
 def test_diverged_run_is_recorded_as_diverged(store):
-    code = main(["train", "data=digits", "optimizer=sgd", "optimizer.lr=1e8", "trainer.epochs=3",
-                 "tracking.experiment=div"])
+    code = main(
+        [
+            "train",
+            "data=digits",
+            "optimizer=sgd",
+            "optimizer.lr=1e8",
+            "trainer.epochs=3",
+            "tracking.experiment=div",
+        ]
+    )
     assert code == 1
     _, run = only_run(store, "div")
     assert run.data.tags["sweeplab.status"] == "diverged" and run.info.status == "FAILED"
-    assert "nan" in run.data.tags["sweeplab.status_reason"] or "inf" in run.data.tags["sweeplab.status_reason"]
+    assert (
+        "nan" in run.data.tags["sweeplab.status_reason"] or "inf" in run.data.tags["sweeplab.status_reason"]
+    )
 
 
 def test_tracking_uri_override_and_env(store, monkeypatch):
     other = store / "elsewhere.db"
-    assert main(["train", "data=digits", "trainer.epochs=1", f"tracking.uri=sqlite:///{other}",
-                 "tracking.log_model=false"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "data=digits",
+                "trainer.epochs=1",
+                f"tracking.uri=sqlite:///{other}",
+                "tracking.log_model=false",
+            ]
+        )
+        == 0
+    )
     assert other.exists() and not (store / "mlflow.db").exists()
     env_db = store / "env.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{env_db}")
@@ -142,7 +169,16 @@ def test_cfg_help_and_summary(store, capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     helptext = capsys.readouterr().out
-    for group in ("data", "model", "optimizer", "regularizer", "lr_schedule", "trainer", "tracking", "experiment"):
+    for group in (
+        "data",
+        "model",
+        "optimizer",
+        "regularizer",
+        "lr_schedule",
+        "trainer",
+        "tracking",
+        "experiment",
+    ):
         assert f"  {group} " in helptext
     assert "course_fashion_mnist" in helptext and "reduce_on_plateau" in helptext
     assert main(["summary", "data=digits", "model.hidden=[32]"]) == 0
@@ -158,8 +194,13 @@ def free_port() -> int:
 def test_ui_serves_the_store_on_loopback(store, make_cfg):
     outcome = train_and_track(make_cfg("data=digits", "trainer.epochs=1", "tracking.log_model=false"))
     port = free_port()
-    proc = subprocess.Popen([*SWEEPLAB, "ui", "--port", str(port)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [*SWEEPLAB, "ui", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         first = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}" in first

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import blobs
 
 from sweeplab.config import GROUPS, ConfigError, compose, group_options, to_container
 from sweeplab.data import DataBundle
 from sweeplab.models import build_model
 from sweeplab.training import Trainer
-from conftest import blobs
-
 
 ALIASES = {("optimizer", "momentum"): "sgd"}  # an option that presets another's schema
 
@@ -21,8 +20,10 @@ def image_and_token_data() -> tuple[DataBundle, DataBundle]:
     images = [t.view(len(t), 4, 7, 7) if t.is_floating_point() else t for t in splits]
     tokens = [torch.randint(1, 50, (len(t), 12)) if t.is_floating_point() else t for t in splits]
     common = dict(num_classes=3, class_names=flat.class_names, fingerprint="x")
-    return (DataBundle(*images, kind="image", **common),
-            DataBundle(*tokens, kind="tokens", vocab=[f"w{i}" for i in range(50)], num_embeddings=50, **common))
+    return (
+        DataBundle(*images, kind="image", **common),
+        DataBundle(*tokens, kind="tokens", vocab=[f"w{i}" for i in range(50)], num_embeddings=50, **common),
+    )
 
 
 @pytest.mark.parametrize("group", [g for g in GROUPS if g != "experiment"])

@@ -8,7 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from sweeplab.models import CNN, MLP, EmbeddingBagClassifier, WithProbabilities, glorot_init, load_word_vectors
+from sweeplab.models import (
+    CNN,
+    MLP,
+    EmbeddingBagClassifier,
+    WithProbabilities,
+    glorot_init,
+    load_word_vectors,
+)
 from sweeplab.summary import count_parameters, model_summary
 
 
@@ -16,8 +23,15 @@ def test_course_network_has_101770_parameters():
     model = MLP((1, 28, 28), num_classes=10, hidden=[128])
     assert count_parameters(model) == (101_770, 101_770)
     text = model_summary(model, (1, 28, 28), "image")
-    for fragment in ("[1, 128]", "100,480", "[1, 10]", "1,290", "Total params: 101,770",
-                     "Trainable params: 101,770", "Non-trainable params: 0"):
+    for fragment in (
+        "[1, 128]",
+        "100,480",
+        "[1, 10]",
+        "1,290",
+        "Total params: 101,770",
+        "Trainable params: 101,770",
+        "Non-trainable params: 0",
+    ):
         assert fragment in text
 
 

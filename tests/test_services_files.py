@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -45,8 +46,13 @@ def run_compose_config(tmp_path: Path, **variables: str) -> subprocess.Completed
     # An empty env file: a developer's docker/.env must not leak into the result.
     env_file = tmp_path / "empty.env"
     env_file.write_text("")
-    return subprocess.run([exe, "--env-file", str(env_file), "-f", str(COMPOSE), "config"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [exe, "--env-file", str(env_file), "-f", str(COMPOSE), "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture
@@ -174,7 +180,9 @@ def with_database(url: str, dbname: str) -> str:
 def admin_url() -> str:
     url = os.environ.get("SWEEPLAB_TEST_POSTGRES_URL")
     if not url:
-        require_in_ci("SWEEPLAB_TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
+        require_in_ci(
+            "SWEEPLAB_TEST_POSTGRES_URL is not set (e.g. postgresql://postgres@127.0.0.1:5432/postgres)"
+        )
     return libpq_url(url)
 
 
@@ -265,11 +273,17 @@ def tracking_server(fresh_database, tmp_path):
     port = free_port()
     artifacts = tmp_path / "artifacts"
     log_path = tmp_path / "server.log"
-    env = script_env(SWEEPLAB_DB_URL=fresh_database, SWEEPLAB_HOST="127.0.0.1", SWEEPLAB_PORT=str(port),
-                     SWEEPLAB_ARTIFACTS=str(artifacts), SWEEPLAB_WORKERS="1")
+    env = script_env(
+        SWEEPLAB_DB_URL=fresh_database,
+        SWEEPLAB_HOST="127.0.0.1",
+        SWEEPLAB_PORT=str(port),
+        SWEEPLAB_ARTIFACTS=str(artifacts),
+        SWEEPLAB_WORKERS="1",
+    )
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(SCRIPT)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [str(SCRIPT)], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         # Readiness poll, not a timing assertion: the bound only keeps a broken start from hanging.
@@ -354,8 +368,12 @@ def test_tracking_server_creates_missing_database(admin_url, unique_dbname, tmp_
     fake.chmod(0o755)
 
     assert not database_exists(admin_url, unique_dbname)
-    env = script_env(SWEEPLAB_DB_URL=with_database(admin_url, unique_dbname), SWEEPLAB_PORT="5999",
-                     SWEEPLAB_ARTIFACTS=str(tmp_path / "art"), SWEEPLAB_ALLOWED_HOSTS="tracking.lan:5999")
+    env = script_env(
+        SWEEPLAB_DB_URL=with_database(admin_url, unique_dbname),
+        SWEEPLAB_PORT="5999",
+        SWEEPLAB_ARTIFACTS=str(tmp_path / "art"),
+        SWEEPLAB_ALLOWED_HOSTS="tracking.lan:5999",
+    )
     proc = subprocess.run([str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert database_exists(admin_url, unique_dbname)
@@ -377,3 +395,32 @@ def test_tracking_server_creates_missing_database(admin_url, unique_dbname, tmp_
     proc = subprocess.run([str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "created database" not in proc.stderr
+
+
+@pytest.mark.service
+def test_sweeplab_train_against_the_tracking_server(tracking_server, tmp_path):
+    """Service mode end to end: the CLI needs only the server's URL; artifacts travel through it."""
+    import mlflow
+    import torch
+    from mlflow import MlflowClient
+
+    url, artifacts = tracking_server
+    out = subprocess.run(
+        [sys.executable, "-m", "sweeplab.cli", "train", "data=digits", "trainer.epochs=2",
+         "tracking.experiment=service-mode"],
+        cwd=tmp_path, env=script_env(MLFLOW_TRACKING_URI=url), capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # nothing went to the embedded default
+
+    client = MlflowClient(url)
+    exp = client.get_experiment_by_name("service-mode")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.data.tags["sweeplab.status"] == "completed"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val/acc")] == [1, 2]
+    assert {"plots", "checkpoints", "config.yaml"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert list(artifacts.rglob("learning_curve.png"))  # stored by the server, not the client
+    mlflow.set_tracking_uri(url)
+    model = mlflow.pytorch.load_model(f"models:/{run.outputs.model_outputs[0].model_id}")
+    probs = model(torch.zeros(3, 1, 8, 8))
+    assert probs.shape == (3, 10) and torch.allclose(probs.sum(1), torch.ones(3))

@@ -73,9 +73,17 @@ def bare_epoch_fn(data: DataBundle, batch_size: int, seed: int) -> Callable[[], 
 
 def bench_loop(epochs: int, threads: int) -> tuple[float, float]:
     torch.set_num_threads(threads)
-    cfg = to_container(compose(["experiment=course_fashion_mnist", "tracking.enabled=false",
-                                f"trainer.num_threads={threads}", f"trainer.epochs={epochs}",
-                                "trainer.early_stopping.enabled=false"]))
+    cfg = to_container(
+        compose(
+            [
+                "experiment=course_fashion_mnist",
+                "tracking.enabled=false",
+                f"trainer.num_threads={threads}",
+                f"trainer.epochs={epochs}",
+                "trainer.early_stopping.enabled=false",
+            ]
+        )
+    )
     data = load_data(cfg["data"])
     trainer = Trainer(cfg, data)
     bare = bare_epoch_fn(data, cfg["trainer"]["batch_size"], cfg["seed"])
@@ -93,8 +101,11 @@ def bench_loop(epochs: int, threads: int) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sweeplab.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeplab.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--epochs", type=int, default=5, help="measured epochs per loop (default 5)")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args(argv)
@@ -106,8 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     for col in ("measure", "sweeplab", "bare loop", "ratio", "budget", "verdict"):
         table.add_column(col)
     ok = ratio <= LOOP_BUDGET
-    table.add_row("median epoch, s", f"{ours:.3f}", f"{bare:.3f}", f"{ratio:.3f}x",
-                  f"<= {LOOP_BUDGET}x", "[green]ok[/]" if ok else "[red]over budget[/]")
+    table.add_row(
+        "median epoch, s",
+        f"{ours:.3f}",
+        f"{bare:.3f}",
+        f"{ratio:.3f}x",
+        f"<= {LOOP_BUDGET}x",
+        "[green]ok[/]" if ok else "[red]over budget[/]",
+    )
     console.print(table)
     return 0 if ok else 1
 

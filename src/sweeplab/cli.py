@@ -34,16 +34,22 @@ def groups_help() -> str:
         lines.append(f"  ({exc})")
     lines.append("examples:")
     lines.append("  sweeplab train experiment=course_fashion_mnist")
-    lines.append("  sweeplab train data=digits model.hidden=[256,128] optimizer=adam optimizer.lr=3e-4 regularizer=l2")
+    lines.append(
+        "  sweeplab train data=digits model.hidden=[256,128] optimizer=adam optimizer.lr=3e-4 regularizer=l2"
+    )
     return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(prog="sweeplab", description=__doc__, formatter_class=fmt, epilog=groups_help())
+    parser = argparse.ArgumentParser(
+        prog="sweeplab", description=__doc__, formatter_class=fmt, epilog=groups_help()
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,summary,ui}")
-    for name, text in (("train", "train one model and record it as an MLflow run"),
-                       ("summary", "print the model's layers, output shapes and parameter counts")):
+    for name, text in (
+        ("train", "train one model and record it as an MLflow run"),
+        ("summary", "print the model's layers, output shapes and parameter counts"),
+    ):
         p = sub.add_parser(name, help=text, description=text, epilog=groups_help(), formatter_class=fmt)
         p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. optimizer=adam trainer.epochs=10")
         p.add_argument("--cfg", action="store_true", help="print the composed config and exit")
@@ -65,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = to_container(cfg_node)
         return {"train": cmd_train, "summary": cmd_summary, "ui": cmd_ui}[args.command](cfg, args)
     except KeyboardInterrupt:
-        err_console.print("[yellow]interrupted[/]: the run was closed as KILLED with the epochs already logged")
+        err_console.print(
+            "[yellow]interrupted[/]: the run was closed as KILLED with the epochs already logged"
+        )
         return 130
     except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:  # DataError is a RuntimeError
         err_console.print(f"[bold red]error:[/] {exc}", markup=True)
@@ -88,7 +96,9 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> int:
 
     def progress(m: dict[str, float]) -> None:
         line = fmt_metrics(m, ("train/loss", "train/acc", "val/loss", "val/acc"))
-        console.print(f"epoch {int(m['epoch']):>3}/{epochs}  {line}  lr {m['lr']:.2g}  {m['epoch_time_s']:.1f}s")
+        console.print(
+            f"epoch {int(m['epoch']):>3}/{epochs}  {line}  lr {m['lr']:.2g}  {m['epoch_time_s']:.1f}s"
+        )
 
     outcome = train_and_track(cfg, data, progress)
     result = outcome.result
@@ -96,7 +106,9 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> int:
     style = {"completed": "green", "early_stopped": "cyan", "diverged": "red"}[result.status]
     table.add_row("status", f"[{style}]{result.status}[/] — {result.reason}")
     if result.best_epoch is not None:
-        table.add_row("best epoch", f"{result.best_epoch}  ({fmt_metrics(result.best, ('val/loss', 'val/acc'))})")
+        table.add_row(
+            "best epoch", f"{result.best_epoch}  ({fmt_metrics(result.best, ('val/loss', 'val/acc'))})"
+        )
     if result.test:
         table.add_row("test", fmt_metrics(result.test, ("test/loss", "test/acc")))
     see_it = None
@@ -108,7 +120,10 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> int:
         table.add_row("store", tracker.uri)
         cmd, _ = ui_command(cfg["tracking"])
         uri_override = " ".join(a for a in args.overrides if a.startswith("tracking."))
-        see_it = f"{'sweeplab ui ' + uri_override if cmd else 'open'}".strip() + f"  then  {tracker.run_url(outcome.run_id)}"
+        see_it = (
+            f"{'sweeplab ui ' + uri_override if cmd else 'open'}".strip()
+            + f"  then  {tracker.run_url(outcome.run_id)}"
+        )
     console.print(table)
     if see_it:
         console.print(f"see it in the MLflow UI: {see_it}")

@@ -348,17 +348,16 @@ def explain(exc: BaseException) -> str:
 
     missing_key = _search(r"Key '([^']+)' not in '", text) or _search(r"Key '([^']+)' is not in struct", text)
     if missing_key and full_key:
-        parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
-        valid = _keys_of(parent)
-        hint = _did_you_mean(missing_key, valid)
-        return f"unknown config key '{full_key}'{hint}; valid keys under '{parent or '<root>'}': {', '.join(valid)}"
+        return explain_missing(full_key)
 
     m = re.search(r"Could not find '([^/']+)/([^']+)'", text)
     if m:
         group, option = m.groups()
         choices = group_options(group)
         hint = _did_you_mean(option, choices)
-        return f"unknown option '{option}' for config group '{group}'{hint}; choose one of: {', '.join(choices)}"
+        return (
+            f"unknown option '{option}' for config group '{group}'{hint}; choose one of: {', '.join(choices)}"
+        )
 
     m = re.search(r"Could not override '([^']+)'", text)
     if m and "Key '" in text:
@@ -376,7 +375,9 @@ def explain_missing(full_key: str) -> str:
     parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
     valid = _keys_of(parent)
     hint = _did_you_mean(full_key.rsplit(".", 1)[-1], valid)
-    return f"unknown config key '{full_key}'{hint}; valid keys under '{parent or '<root>'}': {', '.join(valid)}"
+    return (
+        f"unknown config key '{full_key}'{hint}; valid keys under '{parent or '<root>'}': {', '.join(valid)}"
+    )
 
 
 def _keys_of(dotted: str) -> list[str]:
@@ -391,7 +392,7 @@ def _keys_of(dotted: str) -> list[str]:
         for part in filter(None, rest.split(".")):
             node = node.get(part) if isinstance(node, DictConfig) else None
         if isinstance(node, DictConfig):
-            keys.update(str(k) for k in node.keys())
+            keys.update(str(k) for k in node)
     return sorted(keys)
 
 

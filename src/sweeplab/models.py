@@ -15,7 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid}
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "sigmoid": nn.Sigmoid,
+}
 
 
 def output_units(num_classes: int) -> int:
@@ -73,7 +78,8 @@ class CNN(nn.Module):
         super().__init__()
         if len(input_shape) != 3:
             raise ValueError(
-                f"model=cnn needs image data (channels, height, width); this data set gives {tuple(input_shape)}"
+                "model=cnn needs image data (channels, height, width); "
+                f"this data set gives {tuple(input_shape)}"
                 " — use model=mlp"
             )
         c_in, h, w = input_shape
@@ -158,7 +164,9 @@ def load_word_vectors(path: str | Path, vocab: Sequence[str], dim: int) -> tuple
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"model.pretrained={path} does not exist; give the path of a GloVe/word2vec .txt")
+        raise FileNotFoundError(
+            f"model.pretrained={path} does not exist; give the path of a GloVe/word2vec .txt"
+        )
     index = {w: i for i, w in enumerate(vocab)}
     matrix = torch.randn(len(vocab), dim) * 0.1
     matrix[0] = 0
@@ -196,7 +204,9 @@ def build_model(model_cfg: Mapping[str, Any], regularizer_cfg: Mapping[str, Any]
     )
     if name == "mlp":
         if data.kind == "tokens":
-            raise ValueError("model=mlp cannot read token ids; use model=embedding_bag or data.vectorize=multi_hot")
+            raise ValueError(
+                "model=mlp cannot read token ids; use model=embedding_bag or data.vectorize=multi_hot"
+            )
         model: nn.Module = MLP(data.input_shape, hidden=model_cfg["hidden"], **common)
     elif name == "cnn":
         model = CNN(

@@ -11,14 +11,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 
-def learning_curves(history: Sequence[dict[str, float]], path: str | Path, title: str = "",
-                    best_epoch: int | None = None) -> Path:
+def learning_curves(
+    history: Sequence[dict[str, float]], path: str | Path, title: str = "", best_epoch: int | None = None
+) -> Path:
     """Training vs validation loss and accuracy over epochs, as the course draws them."""
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for ax, metric in zip(axes, ("loss", "acc"), strict=True):
-        ax.plot(epochs, [h[f"train/{metric}"] for h in history], "o-", label=f"train/{metric}", color="tab:blue")
-        ax.plot(epochs, [h[f"val/{metric}"] for h in history], "s-", label=f"val/{metric}", color="tab:orange")
+        ax.plot(
+            epochs, [h[f"train/{metric}"] for h in history], "o-", label=f"train/{metric}", color="tab:blue"
+        )
+        ax.plot(
+            epochs, [h[f"val/{metric}"] for h in history], "s-", label=f"val/{metric}", color="tab:orange"
+        )
         if best_epoch is not None:
             ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
         ax.set_xlabel("epoch")

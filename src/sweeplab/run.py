@@ -24,9 +24,16 @@ class RunOutcome:
     summary: str
 
 
-def log_run_artifacts(tracker: Tracker, run_id: str, cfg: Mapping[str, Any], trainer: Trainer,
-                      result: FitResult, summary: str, title: str) -> None:
-    """What a finished run leaves in MLflow besides its metrics: config, summary, curves, checkpoint, model."""
+def log_run_artifacts(
+    tracker: Tracker,
+    run_id: str,
+    cfg: Mapping[str, Any],
+    trainer: Trainer,
+    result: FitResult,
+    summary: str,
+    title: str,
+) -> None:
+    """What a finished run leaves in MLflow besides metrics: config, summary, curves, checkpoint, model."""
     tracker.log_config(run_id, cfg)
     tracker.log_text(run_id, summary, "model_summary.txt")
     final = dict(result.test)
@@ -40,15 +47,25 @@ def log_run_artifacts(tracker: Tracker, run_id: str, cfg: Mapping[str, Any], tra
             png = learning_curves(result.history, Path(tmp) / "learning_curve.png", title, result.best_epoch)
             tracker.log_file(run_id, png, "plots")
     if trainer.best_state is not None:
-        tracker.log_checkpoint(run_id, {"model_state": trainer.best_state, "config": dict(cfg),
-                                        "epoch": result.best_epoch, "metrics": result.best})
+        tracker.log_checkpoint(
+            run_id,
+            {
+                "model_state": trainer.best_state,
+                "config": dict(cfg),
+                "epoch": result.best_epoch,
+                "metrics": result.best,
+            },
+        )
         if cfg["tracking"]["log_model"]:
             deployable = WithProbabilities(trainer.model, trainer.data.num_classes)
             tracker.log_model(run_id, deployable, trainer.data.x_val[:8], step=result.best_epoch or 0)
 
 
-def train_and_track(cfg: Mapping[str, Any], data: DataBundle | None = None,
-                    on_epoch: Callable[[dict[str, float]], None] | None = None) -> RunOutcome:
+def train_and_track(
+    cfg: Mapping[str, Any],
+    data: DataBundle | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> RunOutcome:
     """Train one model from a resolved config; record it as one MLflow run when tracking is enabled.
 
     A failure or Ctrl-C mid-run still closes the run (FAILED / KILLED) with the epochs

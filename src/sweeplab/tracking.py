@@ -21,7 +21,7 @@ import mlflow
 import numpy as np
 import torch
 import yaml
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
@@ -38,8 +38,13 @@ for _name in ("mlflow", "alembic"):
 logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
 
 MAX_PARAM_LEN = 6000  # MLflow's limit on a param value
-MLFLOW_STATUS = {"completed": "FINISHED", "early_stopped": "FINISHED", "diverged": "FAILED", "failed": "FAILED",
-                 "interrupted": "KILLED"}
+MLFLOW_STATUS = {
+    "completed": "FINISHED",
+    "early_stopped": "FINISHED",
+    "diverged": "FAILED",
+    "failed": "FAILED",
+    "interrupted": "KILLED",
+}
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -56,8 +61,13 @@ def is_local(uri: str) -> bool:
 
 def git_commit(cwd: str | Path | None = None) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd or Path(sweeplab.__file__).parent,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd or Path(sweeplab.__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -82,8 +92,14 @@ class Tracker:
             location = (Path(self.cfg.get("artifact_root", "mlartifacts")).resolve() / name).as_uri()
         return self.client.create_experiment(name, artifact_location=location)
 
-    def start_run(self, experiment: str, run_name: str | None, config: Mapping[str, Any],
-                  tags: Mapping[str, str] | None = None, parent_run_id: str | None = None) -> str:
+    def start_run(
+        self,
+        experiment: str,
+        run_name: str | None,
+        config: Mapping[str, Any],
+        tags: Mapping[str, str] | None = None,
+        parent_run_id: str | None = None,
+    ) -> str:
         all_tags = {"sweeplab.version": sweeplab.__version__}
         if commit := git_commit():
             all_tags["mlflow.source.git.commit"] = commit
@@ -130,8 +146,14 @@ class Tracker:
             torch.save(dict(checkpoint), path)
             self.log_file(run_id, path, "checkpoints")
 
-    def log_model(self, run_id: str, model: torch.nn.Module, example: torch.Tensor, step: int = 0,
-                  registered_name: str | None = None):
+    def log_model(
+        self,
+        run_id: str,
+        model: torch.nn.Module,
+        example: torch.Tensor,
+        step: int = 0,
+        registered_name: str | None = None,
+    ):
         """Log the model with ``mlflow.pytorch`` and a signature inferred from an example batch.
 
         The LoggedModel is created in the run's own experiment (MLflow would otherwise
@@ -140,8 +162,9 @@ class Tracker:
         so the logged model loads wherever torch is installed.
         """
         run = self.client.get_run(run_id)
-        logged = self.client.create_logged_model(run.info.experiment_id, name="model", source_run_id=run_id,
-                                                 params=dict(run.data.params))
+        logged = self.client.create_logged_model(
+            run.info.experiment_id, name="model", source_run_id=run_id, params=dict(run.data.params)
+        )
         model = model.cpu().eval()
         with torch.no_grad():
             output = model(example.cpu())
@@ -163,7 +186,9 @@ class Tracker:
     # -- reading back
     def run_url(self, run_id: str, base: str | None = None) -> str:
         run = self.client.get_run(run_id)
-        base = base or (self.uri if self.uri.startswith("http") else f"http://127.0.0.1:{self.cfg.get('ui_port', 5000)}")
+        base = base or (
+            self.uri if self.uri.startswith("http") else f"http://127.0.0.1:{self.cfg.get('ui_port', 5000)}"
+        )
         return f"{base.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
 

@@ -34,7 +34,12 @@ def build_optimizer(cfg: Mapping[str, Any], params) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"])
     if name == "rmsprop":
         return torch.optim.RMSprop(
-            params, lr=lr, alpha=cfg["alpha"], eps=cfg["eps"], momentum=cfg["momentum"], centered=cfg["centered"]
+            params,
+            lr=lr,
+            alpha=cfg["alpha"],
+            eps=cfg["eps"],
+            momentum=cfg["momentum"],
+            centered=cfg["centered"],
         )
     if name in ("adam", "adamw"):
         cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
@@ -75,7 +80,9 @@ class EarlyStopping:
     raw validation loss.
     """
 
-    def __init__(self, enabled: bool = True, patience: int = 5, min_delta: float = 0.0, smoothing: int = 1, **_):
+    def __init__(
+        self, enabled: bool = True, patience: int = 5, min_delta: float = 0.0, smoothing: int = 1, **_
+    ):
         self.enabled, self.patience, self.min_delta = enabled, patience, min_delta
         self.window: deque[float] = deque(maxlen=max(1, smoothing))
         self.best_smoothed = math.inf
@@ -126,7 +133,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu")
+        raise RuntimeError(
+            "trainer.device=cuda but no CUDA device is visible; use trainer.device=auto or cpu"
+        )
     return torch.device(name)
 
 
@@ -144,7 +153,9 @@ class Trainer:
         self.data = data
         self.binary = data.num_classes == 2
         self.model = (model or build_model(cfg["model"], cfg["regularizer"], data)).to(self.device)
-        self.optimizer = build_optimizer(cfg["optimizer"], [p for p in self.model.parameters() if p.requires_grad])
+        self.optimizer = build_optimizer(
+            cfg["optimizer"], [p for p in self.model.parameters() if p.requires_grad]
+        )
         self.schedule = build_lr_schedule(cfg["lr_schedule"], self.optimizer, tcfg["epochs"])
         self.penalty = WeightPenalty(self.model, cfg["regularizer"]["l1"], cfg["regularizer"]["l2"])
         self.loss_fn = nn.BCEWithLogitsLoss() if self.binary else nn.CrossEntropyLoss()
@@ -163,7 +174,10 @@ class Trainer:
         return self.loss_fn(out, y), (out.argmax(1) == y).sum()
 
     def train_epoch(self) -> dict[str, float]:
-        """One pass over the training split in shuffled mini-batches; running loss/accuracy as Keras reports."""
+        """One pass over the training split in shuffled mini-batches.
+
+        Loss and accuracy are running averages over the epoch, as Keras reports them.
+        """
         self.model.train()
         x, y = self.xs["train"], self.ys["train"]
         n, bs = len(x), self.cfg["trainer"]["batch_size"]
@@ -210,11 +224,17 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             metrics = self.train_epoch()
             if not math.isfinite(metrics["train/loss"]):
-                status, reason = DIVERGED, f"train/loss became {metrics['train/loss']} in epoch {epoch} (lr={lr:g})"
+                status, reason = (
+                    DIVERGED,
+                    f"train/loss became {metrics['train/loss']} in epoch {epoch} (lr={lr:g})",
+                )
                 break
             metrics["val/loss"], metrics["val/acc"] = self.evaluate("val")
             if not math.isfinite(metrics["val/loss"]):
-                status, reason = DIVERGED, f"val/loss became {metrics['val/loss']} in epoch {epoch} (lr={lr:g})"
+                status, reason = (
+                    DIVERGED,
+                    f"val/loss became {metrics['val/loss']} in epoch {epoch} (lr={lr:g})",
+                )
                 break
             metrics.update({"lr": lr, "epoch_time_s": time.perf_counter() - t0, "epoch": epoch})
             if self.stopper.update(epoch, metrics["val/loss"]):
@@ -228,8 +248,9 @@ class Trainer:
                 on_epoch(metrics)
             if self.stopper.should_stop:
                 status = EARLY_STOPPED
+                stop = self.stopper
                 reason = (
-                    f"val/loss did not improve by {self.stopper.min_delta} for {self.stopper.patience} epochs; "
+                    f"val/loss did not improve by {stop.min_delta} for {stop.patience} epochs; "
                     f"best epoch {self.stopper.best_epoch}"
                 )
                 break

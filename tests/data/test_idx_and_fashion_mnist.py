@@ -31,8 +31,15 @@ def make_fashion_dir(directory: Path, n_train: int = 50, n_test: int = 20, gz: b
 
 
 def cfg(root: Path | str | None, **overrides) -> dict:
-    return {"name": "fashion_mnist", "root": str(root) if root else None, "download": False,
-            "val_size": 10, "split_seed": 0, "scale": "unit", **overrides}
+    return {
+        "name": "fashion_mnist",
+        "root": str(root) if root else None,
+        "download": False,
+        "val_size": 10,
+        "split_seed": 0,
+        "scale": "unit",
+        **overrides,
+    }
 
 
 @pytest.fixture
@@ -116,7 +123,7 @@ def test_load_from_root(tmp_path, no_system_data):
     assert (len(b.x_train), len(b.x_val), len(b.x_test)) == (40, 10, 20)
     assert b.x_train.shape[1:] == (1, 28, 28) and b.input_shape == (1, 28, 28)
     assert b.x_train.dtype == torch.float32 and b.y_train.dtype == torch.int64
-    assert 0.0 <= float(b.x_train.min()) and float(b.x_train.max()) <= 1.0
+    assert float(b.x_train.min()) >= 0.0 and float(b.x_train.max()) <= 1.0
     assert b.kind == "image" and b.num_classes == 10 and b.class_names[0] == "T-shirt/top"
     assert b.class_names[9] == "Ankle boot"
     # Pixels encode the label, so images and labels stayed paired through the shuffle.
@@ -171,7 +178,8 @@ def test_missing_everywhere_lists_paths_and_remedies(tmp_path, no_system_data, m
     message = str(err.value)
     for d in fashion_mnist.search_dirs(partial):
         assert str(d) in message
-    assert str(tmp_path / "debian") in message and str(tmp_path / "cache" / "sweeplab" / "fashion-mnist") in message
+    assert str(tmp_path / "debian") in message
+    assert str(tmp_path / "cache" / "sweeplab" / "fashion-mnist") in message
     assert "missing t10k-labels-idx1-ubyte" in message
     assert "sudo apt-get install dataset-fashion-mnist" in message and "make data" in message
     assert "data.download=true" in message and "data.root=" in message

@@ -29,10 +29,20 @@ def load(cfg: Mapping[str, Any]) -> DataBundle:
     x_train, x_val, x_test = scale_splits(cfg["scale"], x_train, x_val, x_test, unit_max=16.0)
     content = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
     return DataBundle(
-        x_train, y_train, x_val, y_val, x_test, y_test,
-        num_classes=10, kind="image", class_names=[str(i) for i in range(10)],
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        x_test,
+        y_test,
+        num_classes=10,
+        kind="image",
+        class_names=[str(i) for i in range(10)],
         fingerprint=fingerprint(
-            "digits", content, f"val_size={cfg['val_size']}", f"split_seed={cfg['split_seed']}",
+            "digits",
+            content,
+            f"val_size={cfg['val_size']}",
+            f"split_seed={cfg['split_seed']}",
             f"scale={cfg['scale']}",
         ),
     )

@@ -67,14 +67,16 @@ def download(
         log.info("downloading %s", url)
         try:
             for attempt in Retrying(
-                stop=stop_after_attempt(ATTEMPTS), wait=RETRY_WAIT, retry=retry_if_exception(_transient),
+                stop=stop_after_attempt(ATTEMPTS),
+                wait=RETRY_WAIT,
+                retry=retry_if_exception(_transient),
                 reraise=True,
             ):
                 with attempt:
                     _fetch(url, part)
         except (OSError, http.client.HTTPException) as err:  # URLError and timeouts are OSErrors
             part.unlink(missing_ok=True)
-            failures.append(f"{url}: {getattr(err, 'reason', None) or err}")
+            failures.append(f"{url}: {_describe(err)}")
             continue
         if sha256 is not None:
             _check(part, dest.name, url, sha256.lower(), decompressed_sha256)
@@ -93,6 +95,12 @@ def _fetch(url: str, part: Path) -> None:
         raise ConnectionError(f"connection closed after {written} of {expected} bytes")
 
 
+def _describe(err: BaseException) -> str:
+    if isinstance(err, HTTPError):
+        return f"HTTP {err.code} {err.reason}"
+    return str(getattr(err, "reason", None) or err)  # URLError wraps the socket error in .reason
+
+
 def _transient(err: BaseException) -> bool:
     if isinstance(err, HTTPError):
         return err.code >= 500 or err.code == 429
@@ -104,11 +112,11 @@ def _check(part: Path, name: str, url: str, expected: str, decompressed: bool) -
         actual = sha256_of(part, decompressed)
     except DataError as err:
         part.unlink(missing_ok=True)
-        raise DataError(f"{name} downloaded from {url} is unusable ({err}); the download was removed") from None
+        raise DataError(f"{name} from {url} is unusable ({err}); the download was removed") from None
     if actual != expected:
         part.unlink(missing_ok=True)
-        of = "decompressed content of " if decompressed else ""
+        of = " of the decompressed content" if decompressed else ""
         raise DataError(
-            f"checksum mismatch for {name} downloaded from {url}: expected SHA-256 of the {of}file "
-            f"{expected}, got {actual}; the download was removed"
+            f"checksum mismatch for {name} downloaded from {url}: expected SHA-256{of} {expected}, "
+            f"got {actual}; the download was removed"
         )

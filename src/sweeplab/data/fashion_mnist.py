@@ -35,8 +35,18 @@ MIRRORS = [
     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
 ]
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")  # package dataset-fashion-mnist
-CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-               "Ankle boot"]
+CLASS_NAMES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 _content_hashes: dict[tuple[str, int, int], str] = {}  # (path, mtime_ns, size) -> sha256 of the content
 
@@ -105,25 +115,36 @@ def verify(directory: str | Path | None = None) -> Path:
 
 def load(cfg: Mapping[str, Any]) -> DataBundle:
     directory = ensure_available(cfg["root"], cfg["download"])
+    files = find_files(directory)
     arrays, hashes = {}, []
-    for name, path in find_files(directory).items():
+    for name, path in files.items():
         content = _read(path)
         try:
             arrays[name] = idx.parse_idx(content, path)
         except DataError as err:
             raise DataError(f"{err}; {_fix(path)}") from None
         hashes.append(content_sha256(path, content))
-    x_train, y_train = _check(arrays, directory, "train")
-    x_test, y_test = _check(arrays, directory, "t10k")
+    x_train, y_train = _check(arrays, files, "train")
+    x_test, y_test = _check(arrays, files, "t10k")
     x_train, y_train, x_val, y_val = split_train_val(x_train, y_train, cfg["val_size"], cfg["split_seed"])
     # Split as uint8 and convert afterwards: a quarter of the memory traffic.
     images = (x.unsqueeze(1).float() for x in (x_train, x_val, x_test))
     x_train, x_val, x_test = scale_splits(cfg["scale"], *images, unit_max=255.0)
     return DataBundle(
-        x_train, y_train, x_val, y_val, x_test, y_test,
-        num_classes=10, kind="image", class_names=list(CLASS_NAMES),
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        x_test,
+        y_test,
+        num_classes=10,
+        kind="image",
+        class_names=list(CLASS_NAMES),
         fingerprint=fingerprint(
-            "fashion_mnist", *hashes, f"val_size={cfg['val_size']}", f"split_seed={cfg['split_seed']}",
+            "fashion_mnist",
+            *hashes,
+            f"val_size={cfg['val_size']}",
+            f"split_seed={cfg['split_seed']}",
             f"scale={cfg['scale']}",
         ),
         extra={"dir": str(directory)},
@@ -143,14 +164,18 @@ def _fix(path: Path) -> str:
     return "delete it and run `make data` again"
 
 
-def _check(arrays: dict[str, np.ndarray], directory: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    images, labels = arrays[f"{split}-images-idx3-ubyte"], arrays[f"{split}-labels-idx1-ubyte"]
+def _check(
+    arrays: dict[str, np.ndarray], files: dict[str, Path], split: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    images_name, labels_name = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
+    images, labels = arrays[images_name], arrays[labels_name]
     if images.dtype != np.uint8 or images.shape[1:] != (28, 28):
-        raise DataError(f"{directory}/{split}-images-idx3-ubyte holds {images.dtype} {images.shape}, "
-                        "not 28x28 uint8 images")
+        raise DataError(f"{files[images_name]} holds {images.dtype} {images.shape}, not 28x28 uint8 images")
     if labels.shape != (len(images),) or (labels.size and not 0 <= labels.min() <= labels.max() <= 9):
-        raise DataError(f"{directory}/{split}-labels-idx1-ubyte does not hold one label 0..9 for each "
-                        f"of the {len(images)} images")
+        raise DataError(
+            f"{files[labels_name]} does not hold one label 0..9 for each of the {len(images)} "
+            f"images in {files[images_name]}"
+        )
     return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))
 
 
@@ -193,8 +218,10 @@ def _not_found(root: str | Path | None, failure: DataError | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sweeplab.data.fashion_mnist",
-                                     description="Find or download Fashion-MNIST and verify its checksums.")
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeplab.data.fashion_mnist",
+        description="Find or download Fashion-MNIST and verify its checksums.",
+    )
     parser.add_argument("--root", help="a folder to look in first")
     parser.add_argument("--no-download", action="store_true", help="only look for local copies")
     args = parser.parse_args(argv)

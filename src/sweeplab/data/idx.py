@@ -69,4 +69,3 @@ def write_idx(path: str | Path, array: np.ndarray, gzip: bool = False) -> Path:
     path = Path(path)
     path.write_bytes(gz.compress(content, mtime=0) if gzip else content)
     return path
-

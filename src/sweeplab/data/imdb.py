@@ -5,7 +5,8 @@ Word ids, as Keras reserves them: 0 is padding, 1 is out-of-vocabulary, and
 split (validation held out first; ties broken alphabetically), so ``vocab[i]``
 is the word with id ``i``. The multi-hot and TF-IDF matrices have exactly
 ``num_words`` columns and column ``i`` is ``vocab[i]``: column 0 is always 0 and
-column 1 counts the document's out-of-vocabulary words.
+column 1 counts the document's out-of-vocabulary words. ``data.scale`` does not apply.
+Test rows keep the files' order: ``neg`` then ``pos``, each sorted by file name.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def _download() -> Path:
         raise DataError(f"could not unpack {tarball}: {err}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    tarball.unlink()
+        tarball.unlink(missing_ok=True)  # unpacked, or unusable: either way 84 MB not worth keeping
     return target
 
 
@@ -131,6 +132,8 @@ def load(cfg: Mapping[str, Any]) -> DataBundle:
     ngram_range = _ngram_range(cfg["char_ngrams"]) if vectorize == "sequence" else None
     if vectorize == "sequence" and max_len < 1:
         raise DataError(f"data.max_len={max_len} must be at least 1")
+    if ngram_range and cfg["ngram_buckets"] < 1:
+        raise DataError(f"data.ngram_buckets={cfg['ngram_buckets']} must be at least 1 with data.char_ngrams")
 
     directory = ensure_available(cfg["root"], cfg["download"])
     content = hashlib.sha256()
@@ -176,13 +179,24 @@ def load(cfg: Mapping[str, Any]) -> DataBundle:
         xs = [torch.from_numpy(m.astype(np.float32).toarray()) for m in counts]
         kind = "vector"
 
-    settings = {k: cfg[k] for k in ("vectorize", "num_words", "max_len", "char_ngrams", "ngram_buckets",
-                                     "lowercase", "val_size", "split_seed")}
+    used = ["vectorize", "num_words", "lowercase", "val_size", "split_seed"]
+    if vectorize == "sequence":
+        used += ["max_len", "char_ngrams", "ngram_buckets"] if ngram_range else ["max_len"]
+    settings = {k: cfg[k] for k in used}
     return DataBundle(
-        xs[0], y_train, xs[1], y_val, xs[2], torch.from_numpy(test_labels),
-        num_classes=2, kind=kind, class_names=list(CLASS_NAMES),
+        xs[0],
+        y_train,
+        xs[1],
+        y_val,
+        xs[2],
+        torch.from_numpy(test_labels),
+        num_classes=2,
+        kind=kind,
+        class_names=list(CLASS_NAMES),
         fingerprint=fingerprint("imdb", content.hexdigest(), repr(sorted(settings.items()))),
-        vocab=vocab, num_embeddings=num_embeddings, extra={"dir": str(directory)},
+        vocab=vocab,
+        num_embeddings=num_embeddings,
+        extra={"dir": str(directory)},
     )
 
 
@@ -191,7 +205,7 @@ def _ngram_range(char_ngrams: Sequence[int]) -> tuple[int, int] | None:
         return None
     lo, hi = min(char_ngrams), max(char_ngrams)
     if len(char_ngrams) > 2 or lo < 1:
-        raise DataError(f"data.char_ngrams={list(char_ngrams)} should be [min, max] n-gram lengths, e.g. [3, 5]")
+        raise DataError(f"data.char_ngrams={list(char_ngrams)} should be [min, max] n-gram lengths: [3, 5]")
     return lo, hi
 
 
@@ -215,7 +229,9 @@ def _encode(texts: list[str], lowercase: bool, word_ids: defaultdict) -> list[np
     return [np.fromiter(map(word_ids.__getitem__, tokenize(text, lowercase)), np.int32) for text in texts]
 
 
-def _vocabulary(train_docs: list[np.ndarray], words: list[str], num_words: int) -> tuple[list[str], np.ndarray]:
+def _vocabulary(
+    train_docs: list[np.ndarray], words: list[str], num_words: int
+) -> tuple[list[str], np.ndarray]:
     """The vocabulary and a table mapping provisional ids to final ids (1 for out-of-vocabulary)."""
     counts = np.bincount(np.concatenate(train_docs), minlength=len(words))
     ranked = sorted(np.flatnonzero(counts).tolist(), key=lambda i: (-counts[i], words[i]))[: num_words - 2]
@@ -233,7 +249,7 @@ def _count_matrix(docs: list[np.ndarray], table: np.ndarray, num_words: int) -> 
 
 
 def _sequences(docs: list[np.ndarray], table: np.ndarray, max_len: int, subwords: Any) -> np.ndarray:
-    """Word ids, then (with ``subwords``) the n-gram ids of each word in turn, cut to ``max_len``, 0-padded."""
+    """Word ids, then (with ``subwords``) each word's n-gram ids in turn; cut to ``max_len``, 0-padded."""
     out = np.zeros((len(docs), max_len), dtype=np.int64)
     for row, doc in enumerate(docs):
         words = table[doc[:max_len]]

@@ -21,8 +21,10 @@ from sweeplab.data.download import sha256_of
 
 def load(cfg: Mapping[str, Any]) -> DataBundle:
     if cfg["path"] is None:
-        raise DataError("data.name=npz needs a file: set data.path=/path/to/file.npz holding the arrays "
-                        "x_train, y_train (and optionally x_test, y_test, class_names)")
+        raise DataError(
+            "data.name=npz needs a file: set data.path=/path/to/file.npz holding the arrays "
+            "x_train, y_train (and optionally x_test, y_test, class_names)"
+        )
     path = Path(cfg["path"]).expanduser()
     arrays = _read(path)
     for key in ("x_train", "y_train"):
@@ -36,8 +38,10 @@ def load(cfg: Mapping[str, Any]) -> DataBundle:
     if "x_test" in arrays:
         x_test, y_test = _pair(arrays, "test", path)
         if x_test.shape[1:] != x_train.shape[1:]:
-            raise DataError(f"{path}: x_test samples have shape {tuple(x_test.shape[1:])}, "
-                            f"x_train samples {tuple(x_train.shape[1:])}")
+            raise DataError(
+                f"{path}: x_test samples have shape {tuple(x_test.shape[1:])}, "
+                f"x_train samples {tuple(x_train.shape[1:])}"
+            )
     else:
         x_train, y_train, x_test, y_test = split_train_val(
             x_train, y_train, cfg["test_size"], cfg["split_seed"], option="data.test_size"
@@ -51,12 +55,22 @@ def load(cfg: Mapping[str, Any]) -> DataBundle:
         raise DataError(f"{path}: class_names has {len(class_names)} entries but labels go up to {max_label}")
     num_classes = max(max_label + 1, len(class_names))
     return DataBundle(
-        x_train, y_train, x_val, y_val, x_test, y_test,
-        num_classes=num_classes, kind="vector" if x_train.ndim == 2 else "image",
+        x_train,
+        y_train,
+        x_val,
+        y_val,
+        x_test,
+        y_test,
+        num_classes=num_classes,
+        kind="vector" if x_train.ndim == 2 else "image",
         class_names=class_names or [str(i) for i in range(num_classes)],
         fingerprint=fingerprint(
-            "npz", sha256_of(path), f"val_size={cfg['val_size']}", f"test_size={cfg['test_size']}",
-            f"split_seed={cfg['split_seed']}", f"scale={cfg['scale']}",
+            "npz",
+            sha256_of(path),
+            f"val_size={cfg['val_size']}",
+            f"test_size={cfg['test_size']}",
+            f"split_seed={cfg['split_seed']}",
+            f"scale={cfg['scale']}",
         ),
         extra={"path": str(path)},
     )
@@ -66,7 +80,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise DataError(f"{path} holds a single array; save x_train, y_train, ... together with numpy.savez")
+            raise DataError(f"{path} holds a single array; save x_train, y_train, ... with numpy.savez")
         with loaded:
             return {key: loaded[key] for key in loaded.files}
     except FileNotFoundError:
@@ -78,13 +92,19 @@ def _read(path: Path) -> dict[str, np.ndarray]:
 def _pair(arrays: dict[str, np.ndarray], split: str, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
     if x.ndim not in (2, 3, 4) or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise DataError(f"{path}: x_{split} is {x.dtype} of shape {x.shape}; expected numbers shaped "
-                        "(N, features), (N, H, W) or (N, C, H, W)")
+        raise DataError(
+            f"{path}: x_{split} is {x.dtype} of shape {x.shape}; expected numbers shaped "
+            "(N, features), (N, H, W) or (N, C, H, W)"
+        )
     if y.ndim != 1 or len(y) != len(x):
-        raise DataError(f"{path}: y_{split} has shape {y.shape} but x_{split} has {len(x)} samples; "
-                        "expected one label per sample")
+        raise DataError(
+            f"{path}: y_{split} has shape {y.shape} but x_{split} has {len(x)} samples; "
+            "expected one label per sample"
+        )
     if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
-        raise DataError(f"{path}: y_{split} must hold integer class labels >= 0, "
-                        f"found {y.dtype} values from {y.min() if len(y) else '-'} to {y.max() if len(y) else '-'}")
+        raise DataError(
+            f"{path}: y_{split} must hold integer class labels >= 0, "
+            f"found {y.dtype} values from {y.min()} to {y.max()}"
+        )
     x = torch.from_numpy(x.astype(np.float32))  # astype copies, so scaling in place is safe
     return (x.unsqueeze(1) if x.ndim == 3 else x), torch.from_numpy(y.astype(np.int64))
