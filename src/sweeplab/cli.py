@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sweeplab", description=__doc__, formatter_class=fmt, epilog=groups_help()
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,summary,ui}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sweep,summary,ui}")
     for name, text in (
         ("train", "train one model and record it as an MLflow run"),
         ("summary", "print the model's layers, output shapes and parameter counts"),
@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text, epilog=groups_help(), formatter_class=fmt)
         p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. optimizer=adam trainer.epochs=10")
         p.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+    text = "tune hyperparameters on Ray Tune; MLflow gets a parent run with one child run per trial"
+    sw = sub.add_parser("sweep", help=text, description=text + ".\n\n  sweeplab sweep [overrides]\n"
+                        "  sweeplab sweep resume <name|path|parent run id>", epilog=groups_help(), formatter_class=fmt)
+    sw.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. search=fashion_mlp tune=asha tune.num_samples=64")
+    sw.add_argument("--cfg", action="store_true", help="print the composed config and exit")
     ui = sub.add_parser("ui", help="open the MLflow UI on the configured tracking store (bound to 127.0.0.1)")
     ui.add_argument("overrides", nargs="*", help="e.g. tracking.uri=sqlite:///other.db")
     ui.add_argument("--port", type=int, default=None, help="port (default tracking.ui_port, 5000)")
@@ -62,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "sweep" and args.overrides[:1] == ["resume"]:
+            return cmd_sweep_resume(args)
         cfg_node = compose(args.overrides)
         if getattr(args, "cfg", False):
             from omegaconf import OmegaConf
@@ -69,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print(OmegaConf.to_yaml(cfg_node), end="", markup=False)
             return 0
         cfg = to_container(cfg_node)
-        return {"train": cmd_train, "summary": cmd_summary, "ui": cmd_ui}[args.command](cfg, args)
+        commands = {"train": cmd_train, "sweep": cmd_sweep, "summary": cmd_summary, "ui": cmd_ui}
+        return commands[args.command](cfg, args)
     except KeyboardInterrupt:
         err_console.print(
             "[yellow]interrupted[/]: the run was closed as KILLED with the epochs already logged"
@@ -113,21 +121,56 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> int:
         table.add_row("test", fmt_metrics(result.test, ("test/loss", "test/acc")))
     see_it = None
     if outcome.run_id:
-        from sweeplab.tracking import Tracker, ui_command
+        from sweeplab.tracking import resolve_uri
 
-        tracker = Tracker(cfg["tracking"])
         table.add_row("mlflow run", f"{outcome.run_id} in experiment '{cfg['tracking']['experiment']}'")
-        table.add_row("store", tracker.uri)
-        cmd, _ = ui_command(cfg["tracking"])
-        uri_override = " ".join(a for a in args.overrides if a.startswith("tracking."))
-        see_it = (
-            f"{'sweeplab ui ' + uri_override if cmd else 'open'}".strip()
-            + f"  then  {tracker.run_url(outcome.run_id)}"
-        )
+        table.add_row("store", resolve_uri(cfg["tracking"]["uri"]))
+        see_it = ui_hint(cfg["tracking"], outcome.run_id, args.overrides)
     console.print(table)
     if see_it:
         console.print(f"see it in the MLflow UI: {see_it}")
     return 0 if result.status != "diverged" else 1
+
+
+def ui_hint(tracking_cfg: dict, run_id: str, overrides) -> str:
+    from sweeplab.tracking import Tracker, ui_command
+
+    cmd, _ = ui_command(tracking_cfg)
+    uri_override = " ".join(a for a in overrides if a.startswith("tracking."))
+    start = f"sweeplab ui {uri_override}".strip() if cmd else "open"
+    return f"{start}  then  {Tracker(tracking_cfg).run_url(run_id)}"
+
+
+def _sweep(cfg: dict, run) -> int:
+    from sweeplab.sweep_view import LiveView, print_summary
+
+    tune_cfg = cfg["tune"]
+    console.print(f"[bold]sweep[/] search={cfg['search']['name']} scheduler={tune_cfg['scheduler']} "
+                  f"search_alg={tune_cfg['search_alg']} num_samples={tune_cfg['num_samples']} "
+                  f"concurrent={tune_cfg['max_concurrent_trials']} metric={tune_cfg['metric']} ({tune_cfg['mode']})")
+    with LiveView(console, tune_cfg["num_samples"], tune_cfg["metric"], tune_cfg["mode"]) as view:
+        outcome = run(view)
+    print_summary(console, outcome.summary, ui_hint(outcome.state.tracking, outcome.state.parent_run_id, []))
+    return 0 if "best" in outcome.summary else 1
+
+
+def cmd_sweep(cfg: dict, args: argparse.Namespace) -> int:
+    from sweeplab import sweep
+
+    return _sweep(cfg, lambda view: sweep.start(cfg, args.overrides, view))
+
+
+def cmd_sweep_resume(args: argparse.Namespace) -> int:
+    from sweeplab import sweep
+
+    if len(args.overrides) < 2:
+        raise ConfigError("usage: sweeplab sweep resume <sweep name | sweep directory | parent run id>")
+    ref, rest = args.overrides[1], args.overrides[2:]
+    cfg = to_container(compose(rest))
+    state = sweep.SweepState.load(sweep.find_sweep(ref, cfg))
+    console.print(f"resuming sweep [bold]{state.name}[/] from {state.path}")
+    cfg = to_container(compose(state.base_overrides))
+    return _sweep(cfg, lambda view: sweep.resume(state.path, rest, view))
 
 
 def cmd_summary(cfg: dict, args: argparse.Namespace) -> int:

@@ -29,7 +29,8 @@ from hydra.errors import HydraException
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-GROUPS = ("data", "model", "optimizer", "regularizer", "lr_schedule", "trainer", "tracking", "experiment")
+GROUPS = ("data", "model", "optimizer", "regularizer", "lr_schedule", "trainer", "tracking", "search", "tune",
+          "cluster", "experiment")
 
 
 class ConfigError(ValueError):
@@ -269,6 +270,63 @@ class TrackingConfig:
     ui_port: int = 5000
 
 
+# ------------------------------------------------------------------- sweeps
+@dataclass
+class SearchConfig:
+    """A search space: dotted config keys (or group names) -> distributions; see sweeplab.space."""
+
+    name: str = "none"
+    space: dict[str, Any] = field(default_factory=dict)
+
+
+class Scheduler(str, Enum):
+    fifo = "fifo"
+    asha = "asha"
+    hyperband = "hyperband"
+    median = "median"
+    pbt = "pbt"
+
+
+class SearchAlg(str, Enum):
+    random = "random"
+    grid = "grid"
+    optuna = "optuna"
+
+
+class Mode(str, Enum):
+    min = "min"
+    max = "max"
+
+
+@dataclass
+class TuneConfig:
+    scheduler: Scheduler = Scheduler.asha
+    search_alg: SearchAlg = SearchAlg.random
+    num_samples: int = 8
+    max_concurrent_trials: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    time_budget_s: float | None = None
+    metric: str = "val/loss"
+    mode: Mode = Mode.min
+    max_failures: int = 1  # a failed trial is retried this often from its last checkpoint
+    grace_period: int = 1  # epochs every trial runs before a scheduler may stop it
+    reduction_factor: int = 3
+    perturbation_interval: int = 2  # pbt: epochs between exploit/explore steps
+    reuse_actors: bool = True
+    storage_path: str = "sweeps"  # where Ray Tune keeps sweep state and checkpoints
+    name: str | None = None  # the sweep's name; default <experiment>-<timestamp>
+    top_k: int = 5  # trials whose validation curves are overlaid on the parent run
+    register_model: bool = True
+    fail_once_at_epoch: int = 0  # failure drill: every trial raises once at this epoch, to exercise retries
+
+
+@dataclass
+class ClusterConfig:
+    address: str | None = None  # None: start Ray locally; "auto" or host:port joins a running cluster
+    num_cpus: int | None = None  # local Ray only; None = all cores
+
+
 @dataclass
 class Config:
     data: DataConfig = MISSING
@@ -278,6 +336,9 @@ class Config:
     lr_schedule: LRScheduleConfig = MISSING
     trainer: TrainerConfig = MISSING
     tracking: TrackingConfig = MISSING
+    search: SearchConfig = MISSING
+    tune: TuneConfig = MISSING
+    cluster: ClusterConfig = MISSING
     seed: int = 0
 
 
@@ -292,6 +353,9 @@ SCHEMAS: dict[str, dict[str, type]] = {
     },
     "trainer": {"trainer": TrainerConfig},
     "tracking": {"tracking": TrackingConfig},
+    "search": {"search": SearchConfig},
+    "tune": {"tune": TuneConfig},
+    "cluster": {"cluster": ClusterConfig},
 }
 
 

@@ -215,8 +215,11 @@ class Trainer:
         return loss_sum / len(x), correct / len(x)
 
     # -- the run
-    def fit(self, on_epoch: Callable[[dict[str, float]], None] | None = None) -> FitResult:
-        """Train until ``trainer.epochs``, early stopping or divergence; then test on the best weights."""
+    def fit(self, on_epoch: Callable[[dict[str, float]], None] | None = None, evaluate_test: bool = True) -> FitResult:
+        """Train until ``trainer.epochs``, early stopping or divergence; then test on the best weights.
+
+        A sweep's trials pass ``evaluate_test=False``: only the chosen model meets the test set.
+        """
         epochs = self.cfg["trainer"]["epochs"]
         status, reason = COMPLETED, f"ran all {epochs} epochs"
         for epoch in range(len(self.history) + 1, epochs + 1):
@@ -260,7 +263,7 @@ class Trainer:
         if self.best_state is not None and (status == DIVERGED or (es["enabled"] and es["restore_best"])):
             self.model.load_state_dict(self.best_state)
         test: dict[str, float] = {}
-        if self.history:  # a run that diverged in epoch 1 has no weights worth testing
+        if self.history and evaluate_test:  # a run that diverged in epoch 1 has no weights worth testing
             test["test/loss"], test["test/acc"] = self.evaluate("test")
         best_epoch = self.stopper.best_epoch if self.best_state is not None else None
         return FitResult(status, reason, list(self.history), best_epoch, test)

@@ -1,0 +1,431 @@
+"""Sweeps: a search space becomes a Ray Tune Tuner; a driver-side callback records it in MLflow.
+
+    sweeplab sweep [overrides...]        start a sweep (search=..., tune=..., cluster=...)
+    sweeplab sweep resume <sweep>        continue one (by name, path or parent run id)
+
+All MLflow writes happen here on the driver, in :class:`SweepRecorder` (one writer:
+the embedded SQLite store is safe with parallel trials; a retried trial continues
+its own child run). Trials (``sweeplab.trial``) only report to Tune.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sweeplab.config import ConfigError, compose, to_container
+from sweeplab.space import Param, overrides_for, parse_space, validate_space
+from sweeplab.trial import FINAL, load_state, run_trial, trial_config
+
+STATE_FILE = "sweeplab.json"  # beside Tune's own state: what `sweep resume` needs to rebuild the sweep
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------- tune building blocks
+def param_space(params: Sequence[Param], search_alg: str) -> dict[str, Any]:
+    from ray import tune
+
+    space: dict[str, Any] = {}
+    for p in params:
+        values = [_tune_value(v) for v in p.args] if p.discrete else None
+        if p.kind == "grid" or (p.kind == "choice" and search_alg == "grid"):
+            space[p.key] = tune.grid_search(values)
+        elif p.kind == "choice":
+            space[p.key] = tune.choice(values)
+        elif p.kind == "uniform":
+            space[p.key] = tune.uniform(*p.args)
+        elif p.kind == "loguniform":
+            space[p.key] = tune.loguniform(*p.args)
+        elif p.kind == "randint":  # inclusive bounds, like the other integer kinds
+            space[p.key] = tune.randint(p.args[0], p.args[1] + 1)
+        elif p.kind == "qrandint":
+            space[p.key] = tune.qrandint(*p.args)
+    return space
+
+
+def _tune_value(value: Any) -> Any:
+    """Lists (layer widths) travel as Hydra list strings: Optuna's categories must be scalars."""
+    if isinstance(value, tuple):
+        return "[" + ",".join(str(_tune_value(v)) for v in value) + "]"
+    return value
+
+
+def scheduler(tune_cfg: Mapping[str, Any], max_epochs: int, params: Sequence[Param]):
+    from ray.tune.schedulers import (
+        ASHAScheduler,
+        FIFOScheduler,
+        HyperBandScheduler,
+        MedianStoppingRule,
+        PopulationBasedTraining,
+    )
+
+    name = tune_cfg["scheduler"]
+    # time_attr="epoch": the trial's final result repeats its last epoch, so it never counts as progress
+    if name == "fifo":
+        return FIFOScheduler()
+    if name == "asha":
+        return ASHAScheduler(time_attr="epoch", max_t=max_epochs, grace_period=tune_cfg["grace_period"],
+                             reduction_factor=tune_cfg["reduction_factor"])
+    if name == "hyperband":
+        return HyperBandScheduler(time_attr="epoch", max_t=max_epochs, reduction_factor=tune_cfg["reduction_factor"])
+    if name == "median":
+        return MedianStoppingRule(time_attr="epoch", grace_period=tune_cfg["grace_period"], min_samples_required=3)
+    if name == "pbt":
+        mutable = {p.key: param_space([p], "random")[p.key] for p in params if p.kind in ("uniform", "loguniform")}
+        if not mutable:
+            raise ConfigError("tune.scheduler=pbt perturbs continuous values; the search space has no "
+                              "uniform[...] or loguniform[...] key (e.g. optimizer.lr: loguniform[1e-4, 1e-1])")
+        return PopulationBasedTraining(time_attr="epoch", perturbation_interval=tune_cfg["perturbation_interval"],
+                                       hyperparam_mutations=mutable)
+    raise ConfigError(f"unknown tune.scheduler {name!r}; choose one of: asha, fifo, hyperband, median, pbt")
+
+
+def search_algorithm(tune_cfg: Mapping[str, Any], seed: int):
+    if tune_cfg["search_alg"] in ("random", "grid"):
+        return None  # Tune's BasicVariantGenerator: random sampling and grid expansion
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch(seed=seed)
+
+
+# ------------------------------------------------------------ the recorder
+@dataclass
+class TrialRecord:
+    trial_id: str
+    number: int
+    sampled: dict[str, Any]
+    run_id: str | None = None
+    status: str = "pending"
+    reason: str = ""
+    history: list[dict[str, float]] = field(default_factory=list)
+    last_logged: int = 0
+    retries: int = 0
+    checkpoint_path: str | None = None
+
+
+class SweepRecorder:
+    """A Tune callback on the driver: every MLflow write of a sweep, and the live table.
+
+    It pickles to its settings alone (Tune stores callbacks in the sweep's state), and
+    on a resumed sweep it finds the child runs already written, by trial id, so a trial
+    continues its own run and an epoch already logged is never logged twice.
+    """
+
+    def __init__(self, sweep: SweepState, show: Callable[[SweepRecorder], None] | None = None):
+        self.sweep = sweep
+        self.show = show
+        self._setup_done = False
+
+    def __getstate__(self):
+        return {"sweep": self.sweep, "show": None, "_setup_done": False}
+
+    # Tune looks these up by name; the base class only adds no-op defaults, so we
+    # subclass lazily in `make_callback` to keep Ray out of module import time.
+    def setup(self, **info) -> None:
+        if self._setup_done:
+            return
+        from sweeplab.tracking import Tracker
+
+        self.tracker = Tracker(self.sweep.tracking)
+        self.trials: dict[str, TrialRecord] = {}
+        self.started = time.monotonic()
+        for run in self.tracker.child_runs(self.sweep.parent_run_id):
+            tid = run.data.tags.get("sweeplab.trial_id")
+            if tid:
+                rec = TrialRecord(tid, int(run.data.tags.get("sweeplab.trial_number", 0)), {}, run.info.run_id)
+                rec.status = run.data.tags.get("sweeplab.status", "running")
+                rec.history = self.tracker.history(run.info.run_id)
+                rec.last_logged = int(max((h["epoch"] for h in rec.history), default=0))
+                rec.retries = int(run.data.tags.get("sweeplab.retries", 0))
+                self.trials[tid] = rec
+        self._setup_done = True
+
+    def record(self, trial) -> TrialRecord:
+        rec = self.trials.get(trial.trial_id)
+        if rec is None:
+            number = int(trial.trial_id.rsplit("_", 1)[-1]) if "_" in trial.trial_id else len(self.trials)
+            rec = self.trials[trial.trial_id] = TrialRecord(trial.trial_id, number, dict(trial.config))
+        if not rec.sampled:
+            rec.sampled = dict(trial.config)
+        return rec
+
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        rec = self.record(trial)
+        if rec.run_id is None:
+            cfg = trial_config(self.sweep.base_overrides, rec.sampled)
+            rec.run_id = self.tracker.start_run(
+                self.sweep.experiment, f"trial-{rec.number:03d}", cfg, parent_run_id=self.sweep.parent_run_id,
+                tags={"sweeplab.trial_id": rec.trial_id, "sweeplab.trial_number": rec.number,
+                      "sweeplab.sweep": self.sweep.name, "sweeplab.status": "running"},
+            )
+            self.tracker.log_params(rec.run_id, {f"sampled.{k}": v for k, v in rec.sampled.items()})
+            self.tracker.log_config(rec.run_id, cfg)
+        else:
+            self.tracker.reopen(rec.run_id)
+        rec.status = "running"
+        self._show()
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        rec = self.record(trial)
+        if result.get(FINAL):
+            rec.status, rec.reason = result["trial_status"], result.get("trial_reason", "")
+            return
+        epoch = int(result["epoch"])
+        if epoch > rec.last_logged:  # a replayed epoch (restored from an older checkpoint) is logged once
+            metrics = {k: result[k] for k in result if k.startswith(("train/", "val/")) or k in ("lr", "epoch_time_s")}
+            metrics["epoch"] = epoch
+            self.tracker.log_metrics(rec.run_id, metrics, step=epoch)
+            rec.history.append(metrics)
+            rec.last_logged = epoch
+        self._show()
+
+    def on_trial_save(self, iteration, trials, trial, **info) -> None:
+        pass
+
+    def on_trial_restore(self, iteration, trials, trial, **info) -> None:
+        pass
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        rec = self.record(trial)
+        rec.retries += 1
+        error = _error_text(trial)
+        self.tracker.set_tags(rec.run_id, {"sweeplab.retries": rec.retries, "sweeplab.last_error": error[-4000:]})
+        rec.status = "retrying"
+        self._show()
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        rec = self.record(trial)
+        rec.status, rec.reason = "failed", _error_text(trial)
+        self._finish(trial, rec)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        rec = self.record(trial)
+        if not trial.last_result.get(FINAL):
+            # Schedulers stop trials that reach max_t too; only a trial cut short was stopped by one.
+            if rec.last_logged >= self.sweep.max_epochs:
+                rec.status, rec.reason = "completed", f"ran all {self.sweep.max_epochs} epochs"
+            else:
+                rec.status = "stopped_by_scheduler"
+                rec.reason = f"stopped by the {self.sweep.tune['scheduler']} scheduler after epoch {rec.last_logged}"
+        self._finish(trial, rec)
+
+    def _finish(self, trial, rec: TrialRecord) -> None:
+        if rec.run_id is None:  # failed before it started
+            return
+        if trial.checkpoint is not None:
+            rec.checkpoint_path = trial.checkpoint.path
+        self.tracker.finish_trial(rec.run_id, rec.history, rec.status, rec.reason, trial.checkpoint,
+                                  smoothing=self.sweep.smoothing)
+        self._show()
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
+        pass
+
+    def on_step_begin(self, iteration, trials, **info) -> None:
+        pass
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        pass
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self._show()
+
+    def _show(self) -> None:
+        if self.show is not None:
+            self.show(self)
+
+
+def make_callback(sweep: SweepState, show: Callable[[SweepRecorder], None] | None = None):
+    from ray.tune import Callback
+
+    class _Recorder(SweepRecorder, Callback):
+        pass
+
+    _Recorder.__qualname__ = _Recorder.__name__ = "SweepRecorder"
+    return _Recorder(sweep, show)
+
+
+def _error_text(trial) -> str:
+    text = trial.get_error() or ""
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "trial raised an error (see the trial's error.txt)"
+
+
+# ------------------------------------------------------------------ state
+@dataclass
+class SweepState:
+    """What identifies a sweep and rebuilds it on resume (saved as sweeplab.json)."""
+
+    name: str
+    path: str  # Tune's experiment directory
+    parent_run_id: str
+    experiment: str
+    base_overrides: list[str]
+    tracking: dict[str, Any]
+    tune: dict[str, Any]
+    max_epochs: int
+    smoothing: int = 3
+
+    def save(self) -> None:
+        Path(self.path).mkdir(parents=True, exist_ok=True)
+        (Path(self.path) / STATE_FILE).write_text(json.dumps(self.__dict__, indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> SweepState:
+        return cls(**json.loads((Path(path) / STATE_FILE).read_text()))
+
+
+def find_sweep(ref: str, cfg: Mapping[str, Any]) -> Path:
+    """A sweep by directory, by name under tune.storage_path, or by its MLflow parent run id."""
+    candidates = [Path(ref), Path(cfg["tune"]["storage_path"]) / ref]
+    for path in candidates:
+        if (path / STATE_FILE).is_file():
+            return path.resolve()
+    from sweeplab.tracking import Tracker
+
+    path = Tracker(cfg["tracking"]).sweep_path_of(ref)
+    if path and (Path(path) / STATE_FILE).is_file():
+        return Path(path)
+    searched = ", ".join(str(p) for p in candidates)
+    raise ConfigError(f"no sweep '{ref}': looked for {STATE_FILE} in {searched} and for an MLflow parent run "
+                      "with that id; give the sweep's name, its directory, or its parent run id")
+
+
+# ------------------------------------------------------------------ driving
+def init_ray(cluster: Mapping[str, Any]) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # sweeplab reports progress itself; Tune keeps its JSON results (ResultGrid and resume read them)
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
+    if cluster.get("address"):
+        ray.init(address=cluster["address"], **kwargs)
+    else:
+        ray.init(num_cpus=cluster.get("num_cpus"), include_dashboard=False, **kwargs)
+
+
+@dataclass
+class SweepOutcome:
+    state: SweepState
+    summary: dict[str, Any]
+
+
+def start(cfg: dict[str, Any], base_overrides: Sequence[str],
+          show: Callable[[SweepRecorder], None] | None = None) -> SweepOutcome:
+    """Validate the space, open the parent run, run the trials, summarize on the parent."""
+    tune_cfg = cfg["tune"]
+    params = parse_space(cfg["search"]["space"])
+    validate_space(params, base_overrides, tune_cfg["search_alg"])
+    scheduler(tune_cfg, cfg["trainer"]["epochs"], params)  # fails on a bad scheduler/space pairing now
+
+    from sweeplab.tracking import Tracker
+
+    name = tune_cfg["name"] or f"{cfg['tracking']['experiment']}-{datetime.now():%Y%m%d-%H%M%S}"
+    path = (Path(tune_cfg["storage_path"]) / name).resolve()
+    if (path / STATE_FILE).exists():
+        raise ConfigError(f"a sweep named '{name}' exists in {path}; resume it with `sweeplab sweep resume {name}` "
+                          "or choose another tune.name")
+    tracker = Tracker(cfg["tracking"])
+    parent = tracker.start_sweep_run(cfg["tracking"]["experiment"], name, cfg, params, str(path), _environment())
+    state = SweepState(name, str(path), parent, cfg["tracking"]["experiment"], list(base_overrides),
+                       cfg["tracking"], tune_cfg, cfg["trainer"]["epochs"],
+                       max(3, cfg["trainer"]["early_stopping"]["smoothing"]))
+    state.save()
+    return _run(cfg, state, params, show, restore=False)
+
+
+def resume(ref: str, overrides: Sequence[str] = (),
+           show: Callable[[SweepRecorder], None] | None = None) -> SweepOutcome:
+    cfg = to_container(compose(list(overrides)))
+    path = find_sweep(ref, cfg)
+    state = SweepState.load(path)
+    cfg = to_container(compose(state.base_overrides))
+    params = parse_space(cfg["search"]["space"])
+    return _run(cfg, state, params, show, restore=True)
+
+
+def _run(cfg: dict[str, Any], state: SweepState, params: Sequence[Param],
+         show: Callable[[SweepRecorder], None] | None, restore: bool) -> SweepOutcome:
+    from ray import tune
+    from ray.tune.logger import JsonLoggerCallback
+
+    from sweeplab.tracking import Tracker
+
+    tune_cfg = cfg["tune"]
+    init_ray(cfg["cluster"])
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base_overrides=state.base_overrides, metric=tune_cfg["metric"],
+                             mode=tune_cfg["mode"], fail_once_at_epoch=tune_cfg["fail_once_at_epoch"]),
+        {"cpu": tune_cfg["cpus_per_trial"], "gpu": tune_cfg["gpus_per_trial"]},
+    )
+    recorder = make_callback(state, show)
+    tracker = Tracker(state.tracking)
+    tracker.reopen(state.parent_run_id)
+    t0 = time.monotonic()
+    try:
+        if restore:
+            tuner = tune.Tuner.restore(state.path, trainable, resume_unfinished=True, resume_errored=True)
+            # Tune restores the callbacks it pickled; ours pickles to settings only, so hand it the live view
+            for cb in tuner._local_tuner.get_run_config().callbacks or []:
+                if isinstance(cb, SweepRecorder):
+                    cb.show = show
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space=param_space(params, tune_cfg["search_alg"]),
+                tune_config=tune.TuneConfig(
+                    metric=tune_cfg["metric"], mode=tune_cfg["mode"],
+                    scheduler=scheduler(tune_cfg, cfg["trainer"]["epochs"], params),
+                    search_alg=search_algorithm(tune_cfg, cfg["seed"]),
+                    num_samples=tune_cfg["num_samples"], max_concurrent_trials=tune_cfg["max_concurrent_trials"],
+                    reuse_actors=tune_cfg["reuse_actors"], time_budget_s=tune_cfg["time_budget_s"],
+                ),
+                run_config=tune.RunConfig(
+                    name=state.name, storage_path=str(Path(state.path).parent),
+                    callbacks=[recorder, JsonLoggerCallback()],
+                    failure_config=tune.FailureConfig(max_failures=tune_cfg["max_failures"]),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0,
+                ),
+            )
+        grid = tuner.fit()
+    except KeyboardInterrupt:
+        tracker.mark_interrupted(state.parent_run_id, state.name)
+        raise
+    wall = time.monotonic() - t0
+    if grid.num_terminated == 0 and grid.num_errors == 0 and len(grid) and _interrupted(grid):
+        tracker.mark_interrupted(state.parent_run_id, state.name)
+        raise KeyboardInterrupt
+    from sweeplab.sweep_summary import summarize
+
+    summary = summarize(cfg, state, tracker, wall)
+    return SweepOutcome(state, summary)
+
+
+def _interrupted(grid) -> bool:
+    return any(r.metrics is None or not r.metrics.get("done", True) for r in grid)
+
+
+def _environment() -> dict[str, str]:
+    import mlflow
+    import ray
+    import torch
+
+    return {"python": platform.python_version(), "torch": str(torch.__version__), "ray": ray.__version__,
+            "mlflow": mlflow.__version__, "platform": platform.platform(), "cpus": str(os.cpu_count())}
+
+
+__all__ = ["SweepRecorder", "SweepState", "find_sweep", "load_state", "overrides_for", "resume", "start"]
