@@ -50,8 +50,14 @@ def write_reviews(root, n_train=240, n_test=80, seed=0):
 @pytest.mark.parametrize("experiment", ["course_imdb", "course_imdb_l2", "course_imdb_dropout"])
 def test_course_imdb_experiments_train_on_aclimdb(tmp_path, make_cfg, experiment):
     root = write_reviews(tmp_path)
-    cfg = make_cfg(f"experiment={experiment}", f"data.root={root}", "data.val_size=60", "trainer.epochs=6",
-                   "trainer.batch_size=32", "tracking.enabled=false")
+    cfg = make_cfg(
+        f"experiment={experiment}",
+        f"data.root={root}",
+        "data.val_size=60",
+        "trainer.epochs=6",
+        "trainer.batch_size=32",
+        "tracking.enabled=false",
+    )
     data = load_data(cfg["data"])
     assert data.input_shape == (10000,) and data.num_classes == 2  # 10000-word multi-hot, one sigmoid unit
     trainer = Trainer(cfg, data)

@@ -406,9 +406,20 @@ def test_sweeplab_train_against_the_tracking_server(tracking_server, tmp_path):
 
     url, artifacts = tracking_server
     out = subprocess.run(
-        [sys.executable, "-m", "sweeplab.cli", "train", "data=digits", "trainer.epochs=2",
-         "tracking.experiment=service-mode"],
-        cwd=tmp_path, env=script_env(MLFLOW_TRACKING_URI=url), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "sweeplab.cli",
+            "train",
+            "data=digits",
+            "trainer.epochs=2",
+            "tracking.experiment=service-mode",
+        ],
+        cwd=tmp_path,
+        env=script_env(MLFLOW_TRACKING_URI=url),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     assert not (tmp_path / "mlflow.db").exists()  # nothing went to the embedded default

@@ -54,9 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. optimizer=adam trainer.epochs=10")
         p.add_argument("--cfg", action="store_true", help="print the composed config and exit")
     text = "tune hyperparameters on Ray Tune; MLflow gets a parent run with one child run per trial"
-    sw = sub.add_parser("sweep", help=text, description=text + ".\n\n  sweeplab sweep [overrides]\n"
-                        "  sweeplab sweep resume <name|path|parent run id>", epilog=groups_help(), formatter_class=fmt)
-    sw.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. search=fashion_mlp tune=asha tune.num_samples=64")
+    sw = sub.add_parser(
+        "sweep",
+        help=text,
+        description=text + ".\n\n  sweeplab sweep [overrides]\n"
+        "  sweeplab sweep resume <name|path|parent run id>",
+        epilog=groups_help(),
+        formatter_class=fmt,
+    )
+    sw.add_argument(
+        "overrides", nargs="*", help="Hydra overrides, e.g. search=fashion_mlp tune=asha tune.num_samples=64"
+    )
     sw.add_argument("--cfg", action="store_true", help="print the composed config and exit")
     ui = sub.add_parser("ui", help="open the MLflow UI on the configured tracking store (bound to 127.0.0.1)")
     ui.add_argument("overrides", nargs="*", help="e.g. tracking.uri=sqlite:///other.db")
@@ -78,10 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = to_container(cfg_node)
         commands = {"train": cmd_train, "sweep": cmd_sweep, "summary": cmd_summary, "ui": cmd_ui}
         return commands[args.command](cfg, args)
-    except KeyboardInterrupt:
-        err_console.print(
-            "[yellow]interrupted[/]: the run was closed as KILLED with the epochs already logged"
-        )
+    except KeyboardInterrupt as exc:  # a sweep says how to resume; a train run was closed as KILLED
+        message = str(exc) or "the run was closed as KILLED with the epochs already logged"
+        err_console.print(f"[yellow]interrupted[/]: {message}")
         return 130
     except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:  # DataError is a RuntimeError
         err_console.print(f"[bold red]error:[/] {exc}", markup=True)
@@ -145,9 +152,11 @@ def _sweep(cfg: dict, run) -> int:
     from sweeplab.sweep_view import LiveView, print_summary
 
     tune_cfg = cfg["tune"]
-    console.print(f"[bold]sweep[/] search={cfg['search']['name']} scheduler={tune_cfg['scheduler']} "
-                  f"search_alg={tune_cfg['search_alg']} num_samples={tune_cfg['num_samples']} "
-                  f"concurrent={tune_cfg['max_concurrent_trials']} metric={tune_cfg['metric']} ({tune_cfg['mode']})")
+    console.print(
+        f"[bold]sweep[/] search={cfg['search']['name']} scheduler={tune_cfg['scheduler']} "
+        f"search_alg={tune_cfg['search_alg']} num_samples={tune_cfg['num_samples']} "
+        f"concurrent={tune_cfg['max_concurrent_trials']} metric={tune_cfg['metric']} ({tune_cfg['mode']})"
+    )
     with LiveView(console, tune_cfg["num_samples"], tune_cfg["metric"], tune_cfg["mode"]) as view:
         outcome = run(view)
     print_summary(console, outcome.summary, ui_hint(outcome.state.tracking, outcome.state.parent_run_id, []))

@@ -29,8 +29,19 @@ from hydra.errors import HydraException
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-GROUPS = ("data", "model", "optimizer", "regularizer", "lr_schedule", "trainer", "tracking", "search", "tune",
-          "cluster", "experiment")
+GROUPS = (
+    "data",
+    "model",
+    "optimizer",
+    "regularizer",
+    "lr_schedule",
+    "trainer",
+    "tracking",
+    "search",
+    "tune",
+    "cluster",
+    "experiment",
+)
 
 
 class ConfigError(ValueError):

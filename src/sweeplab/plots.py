@@ -41,8 +41,9 @@ def learning_curves(
     return path
 
 
-def overlaid_validation_curves(curves: dict[str, Sequence[dict[str, float]]], path: str | Path,
-                               title: str = "") -> Path:
+def overlaid_validation_curves(
+    curves: dict[str, Sequence[dict[str, float]]], path: str | Path, title: str = ""
+) -> Path:
     """Validation loss and accuracy of several trials on shared axes (a sweep's top trials)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for label, history in curves.items():
@@ -62,13 +63,20 @@ def overlaid_validation_curves(curves: dict[str, Sequence[dict[str, float]]], pa
     return path
 
 
-def metric_vs_hyperparameters(points: Sequence[tuple[dict, float]], keys: Sequence[str], metric: str,
-                              log_keys: Sequence[str], path: str | Path) -> Path:
+def metric_vs_hyperparameters(
+    points: Sequence[tuple[dict, float]],
+    keys: Sequence[str],
+    metric: str,
+    log_keys: Sequence[str],
+    path: str | Path,
+) -> Path:
     """One panel per hyperparameter: each trial's best metric against its sampled value."""
     n = max(1, len(keys))
     cols = min(3, n)
     rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.5 * rows), constrained_layout=True, squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.5 * cols, 3.5 * rows), constrained_layout=True, squeeze=False
+    )
     for ax, key in zip(axes.flat, keys, strict=False):
         xs = [p[0].get(key) for p in points]
         ys = [p[1] for p in points]
@@ -83,7 +91,7 @@ def metric_vs_hyperparameters(points: Sequence[tuple[dict, float]], keys: Sequen
         ax.set_xlabel(key)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(keys):]:
+    for ax in list(axes.flat)[len(keys) :]:
         ax.set_visible(False)
     path = Path(path)
     fig.savefig(path, dpi=100)

@@ -62,7 +62,7 @@ def _number(key: str, kind: str, value: Any, integer: bool = False) -> float | i
 
 
 def parse_param(key: str, spec: Any) -> Param:
-    """One entry of a space, in compact (``loguniform[1e-4, 1e-2]``) or mapping (``{loguniform: [..]}``) form."""
+    """One entry of a space: compact (``loguniform[1e-4, 1e-2]``) or mapping (``{loguniform: [..]}``) form."""
     if isinstance(spec, Mapping) and len(spec) == 1:
         kind, args = next(iter(spec.items()))
     elif isinstance(spec, str) and (m := _COMPACT.match(spec)):
@@ -70,14 +70,18 @@ def parse_param(key: str, spec: Any) -> Param:
         try:
             args = yaml.safe_load(f"[{inner}]")
         except yaml.YAMLError as exc:
-            raise ConfigError(f"search.space.{key}: cannot read the values of {spec!r} ({exc.problem})") from None
+            raise ConfigError(
+                f"search.space.{key}: cannot read the values of {spec!r} ({exc.problem})"
+            ) from None
     else:
         raise ConfigError(
             f"search.space.{key}: {spec!r} is not a distribution; write e.g. choice[a, b], "
             "loguniform[1e-4, 1e-1], randint[1, 4] or {choice: [a, b]}"
         )
     if kind not in KINDS:
-        raise ConfigError(f"search.space.{key}: unknown distribution {kind!r}; choose one of: {', '.join(KINDS)}")
+        raise ConfigError(
+            f"search.space.{key}: unknown distribution {kind!r}; choose one of: {', '.join(KINDS)}"
+        )
     args = list(args) if isinstance(args, Sequence) and not isinstance(args, str) else [args]
 
     if kind in ("choice", "grid"):
@@ -144,15 +148,19 @@ def validate_space(params: Sequence[Param], base_overrides: Sequence[str], searc
     value (and every discrete value, since those are the ones trials will see).
     """
     if not params:
-        raise ConfigError("search.space is empty; choose a space with search=<name> or add search.space entries")
+        raise ConfigError(
+            "search.space is empty; choose a space with search=<name> or add search.space entries"
+        )
     for p in params:
         if search_alg == "grid" and not p.discrete:
             raise ConfigError(
-                f"search.space.{p.key}: tune.search_alg=grid needs discrete values but this is {p.describe()}; "
+                f"search.space.{p.key}: tune.search_alg=grid needs discrete values, not {p.describe()}; "
                 "use choice[...]/grid[...] or tune.search_alg=random"
             )
         if search_alg == "optuna" and p.kind == "grid":
-            raise ConfigError(f"search.space.{p.key}: tune.search_alg=optuna cannot take grid[...]; use choice[...]")
+            raise ConfigError(
+                f"search.space.{p.key}: tune.search_alg=optuna cannot take grid[...]; use choice[...]"
+            )
         # a key under a group the space also switches must be valid with every option of that group
         group = next((g for g in params if g.is_group and p.key.startswith(f"{g.key}.")), None)
         contexts = [[to_override(group.key, option)] for option in group.args] if group else [[]]

@@ -22,11 +22,27 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.config import ConfigError, compose, to_container
-from sweeplab.space import Param, overrides_for, parse_space, validate_space
-from sweeplab.trial import FINAL, load_state, run_trial, trial_config
+
+RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "token",  # Ray's default, said explicitly (before Ray is imported): no warning per start
+    "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0: Tune prints nothing; sweeplab shows progress itself
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",  # a trial's error goes to its MLflow run, not the console
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no CSV/TensorBoard files; JSON results are kept explicitly
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "TUNE_GLOBAL_CHECKPOINT_S": "1",  # sweep state saved every second: a killed driver resumes, not restarts
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",  # trials keep the user's working directory (relative data.root works)
+}
+for _key, _value in RAY_ENV.items():  # read by Ray at import time, so set before sweeplab.trial imports it
+    os.environ.setdefault(_key, _value)
+from sweeplab.space import Param, overrides_for, parse_space, validate_space  # noqa: E402
+from sweeplab.trial import FINAL, load_state, run_trial, trial_config  # noqa: E402
 
 STATE_FILE = "sweeplab.json"  # beside Tune's own state: what `sweep resume` needs to rebuild the sweep
-log = logging.getLogger(__name__)
+# A resumed Tuner un-pickles its own copy of the recorder; it finds its live view here and
+# registers itself, so the driver reaches whichever copy Tune is using.
+_VIEWS: dict[str, Callable[[SweepRecorder], None] | None] = {}
+_RECORDERS: dict[str, SweepRecorder] = {}
 
 
 # ------------------------------------------------------- tune building blocks
@@ -72,19 +88,34 @@ def scheduler(tune_cfg: Mapping[str, Any], max_epochs: int, params: Sequence[Par
     if name == "fifo":
         return FIFOScheduler()
     if name == "asha":
-        return ASHAScheduler(time_attr="epoch", max_t=max_epochs, grace_period=tune_cfg["grace_period"],
-                             reduction_factor=tune_cfg["reduction_factor"])
+        return ASHAScheduler(
+            time_attr="epoch",
+            max_t=max_epochs,
+            grace_period=tune_cfg["grace_period"],
+            reduction_factor=tune_cfg["reduction_factor"],
+        )
     if name == "hyperband":
-        return HyperBandScheduler(time_attr="epoch", max_t=max_epochs, reduction_factor=tune_cfg["reduction_factor"])
+        return HyperBandScheduler(
+            time_attr="epoch", max_t=max_epochs, reduction_factor=tune_cfg["reduction_factor"]
+        )
     if name == "median":
-        return MedianStoppingRule(time_attr="epoch", grace_period=tune_cfg["grace_period"], min_samples_required=3)
+        return MedianStoppingRule(
+            time_attr="epoch", grace_period=tune_cfg["grace_period"], min_samples_required=3
+        )
     if name == "pbt":
-        mutable = {p.key: param_space([p], "random")[p.key] for p in params if p.kind in ("uniform", "loguniform")}
+        mutable = {
+            p.key: param_space([p], "random")[p.key] for p in params if p.kind in ("uniform", "loguniform")
+        }
         if not mutable:
-            raise ConfigError("tune.scheduler=pbt perturbs continuous values; the search space has no "
-                              "uniform[...] or loguniform[...] key (e.g. optimizer.lr: loguniform[1e-4, 1e-1])")
-        return PopulationBasedTraining(time_attr="epoch", perturbation_interval=tune_cfg["perturbation_interval"],
-                                       hyperparam_mutations=mutable)
+            raise ConfigError(
+                "tune.scheduler=pbt perturbs continuous values; the search space has no "
+                "uniform[...] or loguniform[...] key (e.g. optimizer.lr: loguniform[1e-4, 1e-1])"
+            )
+        return PopulationBasedTraining(
+            time_attr="epoch",
+            perturbation_interval=tune_cfg["perturbation_interval"],
+            hyperparam_mutations=mutable,
+        )
     raise ConfigError(f"unknown tune.scheduler {name!r}; choose one of: asha, fifo, hyperband, median, pbt")
 
 
@@ -134,14 +165,25 @@ class SweepRecorder:
             return
         from sweeplab.tracking import Tracker
 
+        _RECORDERS[self.sweep.name] = self
+        self.show = self.show or _VIEWS.get(self.sweep.name)
         self.tracker = Tracker(self.sweep.tracking)
         self.trials: dict[str, TrialRecord] = {}
         self.started = time.monotonic()
         for run in self.tracker.child_runs(self.sweep.parent_run_id):
             tid = run.data.tags.get("sweeplab.trial_id")
             if tid:
-                rec = TrialRecord(tid, int(run.data.tags.get("sweeplab.trial_number", 0)), {}, run.info.run_id)
+                sampled = {
+                    k.removeprefix("sampled."): v
+                    for k, v in run.data.params.items()
+                    if k.startswith("sampled.")
+                }
+                rec = TrialRecord(
+                    tid, int(run.data.tags.get("sweeplab.trial_number", 0)), sampled, run.info.run_id
+                )
                 rec.status = run.data.tags.get("sweeplab.status", "running")
+                if rec.status == "interrupted":  # it will start again in this resumed sweep
+                    rec.status = "pending"
                 rec.history = self.tracker.history(run.info.run_id)
                 rec.last_logged = int(max((h["epoch"] for h in rec.history), default=0))
                 rec.retries = int(run.data.tags.get("sweeplab.retries", 0))
@@ -162,9 +204,16 @@ class SweepRecorder:
         if rec.run_id is None:
             cfg = trial_config(self.sweep.base_overrides, rec.sampled)
             rec.run_id = self.tracker.start_run(
-                self.sweep.experiment, f"trial-{rec.number:03d}", cfg, parent_run_id=self.sweep.parent_run_id,
-                tags={"sweeplab.trial_id": rec.trial_id, "sweeplab.trial_number": rec.number,
-                      "sweeplab.sweep": self.sweep.name, "sweeplab.status": "running"},
+                self.sweep.experiment,
+                f"trial-{rec.number:03d}",
+                cfg,
+                parent_run_id=self.sweep.parent_run_id,
+                tags={
+                    "sweeplab.trial_id": rec.trial_id,
+                    "sweeplab.trial_number": rec.number,
+                    "sweeplab.sweep": self.sweep.name,
+                    "sweeplab.status": "running",
+                },
             )
             self.tracker.log_params(rec.run_id, {f"sampled.{k}": v for k, v in rec.sampled.items()})
             self.tracker.log_config(rec.run_id, cfg)
@@ -180,7 +229,11 @@ class SweepRecorder:
             return
         epoch = int(result["epoch"])
         if epoch > rec.last_logged:  # a replayed epoch (restored from an older checkpoint) is logged once
-            metrics = {k: result[k] for k in result if k.startswith(("train/", "val/")) or k in ("lr", "epoch_time_s")}
+            metrics = {
+                k: result[k]
+                for k in result
+                if k.startswith(("train/", "val/")) or k in ("lr", "epoch_time_s")
+            }
             metrics["epoch"] = epoch
             self.tracker.log_metrics(rec.run_id, metrics, step=epoch)
             rec.history.append(metrics)
@@ -197,7 +250,9 @@ class SweepRecorder:
         rec = self.record(trial)
         rec.retries += 1
         error = _error_text(trial)
-        self.tracker.set_tags(rec.run_id, {"sweeplab.retries": rec.retries, "sweeplab.last_error": error[-4000:]})
+        self.tracker.set_tags(
+            rec.run_id, {"sweeplab.retries": rec.retries, "sweeplab.last_error": error[-4000:]}
+        )
         rec.status = "retrying"
         self._show()
 
@@ -207,6 +262,8 @@ class SweepRecorder:
         self._finish(trial, rec)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        if trial.status == "PAUSED":  # HyperBand pauses trials between brackets; it will start again
+            return
         rec = self.record(trial)
         if not trial.last_result.get(FINAL):
             # Schedulers stop trials that reach max_t too; only a trial cut short was stopped by one.
@@ -214,7 +271,9 @@ class SweepRecorder:
                 rec.status, rec.reason = "completed", f"ran all {self.sweep.max_epochs} epochs"
             else:
                 rec.status = "stopped_by_scheduler"
-                rec.reason = f"stopped by the {self.sweep.tune['scheduler']} scheduler after epoch {rec.last_logged}"
+                rec.reason = (
+                    f"stopped by the {self.sweep.tune['scheduler']} scheduler after epoch {rec.last_logged}"
+                )
         self._finish(trial, rec)
 
     def _finish(self, trial, rec: TrialRecord) -> None:
@@ -222,8 +281,9 @@ class SweepRecorder:
             return
         if trial.checkpoint is not None:
             rec.checkpoint_path = trial.checkpoint.path
-        self.tracker.finish_trial(rec.run_id, rec.history, rec.status, rec.reason, trial.checkpoint,
-                                  smoothing=self.sweep.smoothing)
+        self.tracker.finish_trial(
+            rec.run_id, rec.history, rec.status, rec.reason, trial.checkpoint, smoothing=self.sweep.smoothing
+        )
         self._show()
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
@@ -295,27 +355,35 @@ def find_sweep(ref: str, cfg: Mapping[str, Any]) -> Path:
     if path and (Path(path) / STATE_FILE).is_file():
         return Path(path)
     searched = ", ".join(str(p) for p in candidates)
-    raise ConfigError(f"no sweep '{ref}': looked for {STATE_FILE} in {searched} and for an MLflow parent run "
-                      "with that id; give the sweep's name, its directory, or its parent run id")
+    raise ConfigError(
+        f"no sweep '{ref}': looked for {STATE_FILE} in {searched} and for an MLflow parent run "
+        "with that id; give the sweep's name, its directory, or its parent run id"
+    )
 
 
 # ------------------------------------------------------------------ driving
+
+
 def init_ray(cluster: Mapping[str, Any]) -> None:
+    """Local Ray by default (a fresh instance, never a stray cluster); ``cluster.address`` joins one."""
     import ray
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    # sweeplab reports progress itself; Tune keeps its JSON results (ResultGrid and resume read them)
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     logging.getLogger("ray").setLevel(logging.ERROR)
     if ray.is_initialized():
         return
-    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING, "configure_logging": True}
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if cluster.get("address"):
-        ray.init(address=cluster["address"], **kwargs)
+        # a running cluster does not inherit the driver's environment: send what trials need along
+        env = {k: os.environ[k] for k in os.environ if k.startswith("SWEEPLAB_") or k in RAY_ENV}
+        ray.init(address=cluster["address"], runtime_env={"env_vars": env}, **kwargs)
     else:
-        ray.init(num_cpus=cluster.get("num_cpus"), include_dashboard=False, **kwargs)
+        ray.init(
+            address="local",
+            num_cpus=cluster.get("num_cpus"),
+            include_dashboard=False,
+            object_store_memory=1 << 30,
+            **kwargs,
+        )
 
 
 @dataclass
@@ -324,8 +392,9 @@ class SweepOutcome:
     summary: dict[str, Any]
 
 
-def start(cfg: dict[str, Any], base_overrides: Sequence[str],
-          show: Callable[[SweepRecorder], None] | None = None) -> SweepOutcome:
+def start(
+    cfg: dict[str, Any], base_overrides: Sequence[str], show: Callable[[SweepRecorder], None] | None = None
+) -> SweepOutcome:
     """Validate the space, open the parent run, run the trials, summarize on the parent."""
     tune_cfg = cfg["tune"]
     params = parse_space(cfg["search"]["space"])
@@ -337,19 +406,32 @@ def start(cfg: dict[str, Any], base_overrides: Sequence[str],
     name = tune_cfg["name"] or f"{cfg['tracking']['experiment']}-{datetime.now():%Y%m%d-%H%M%S}"
     path = (Path(tune_cfg["storage_path"]) / name).resolve()
     if (path / STATE_FILE).exists():
-        raise ConfigError(f"a sweep named '{name}' exists in {path}; resume it with `sweeplab sweep resume {name}` "
-                          "or choose another tune.name")
+        raise ConfigError(
+            f"a sweep named '{name}' exists in {path}; resume it with `sweeplab sweep resume {name}` "
+            "or choose another tune.name"
+        )
     tracker = Tracker(cfg["tracking"])
-    parent = tracker.start_sweep_run(cfg["tracking"]["experiment"], name, cfg, params, str(path), _environment())
-    state = SweepState(name, str(path), parent, cfg["tracking"]["experiment"], list(base_overrides),
-                       cfg["tracking"], tune_cfg, cfg["trainer"]["epochs"],
-                       max(3, cfg["trainer"]["early_stopping"]["smoothing"]))
+    parent = tracker.start_sweep_run(
+        cfg["tracking"]["experiment"], name, cfg, params, str(path), _environment()
+    )
+    state = SweepState(
+        name,
+        str(path),
+        parent,
+        cfg["tracking"]["experiment"],
+        list(base_overrides),
+        cfg["tracking"],
+        tune_cfg,
+        cfg["trainer"]["epochs"],
+        max(3, cfg["trainer"]["early_stopping"]["smoothing"]),
+    )
     state.save()
     return _run(cfg, state, params, show, restore=False)
 
 
-def resume(ref: str, overrides: Sequence[str] = (),
-           show: Callable[[SweepRecorder], None] | None = None) -> SweepOutcome:
+def resume(
+    ref: str, overrides: Sequence[str] = (), show: Callable[[SweepRecorder], None] | None = None
+) -> SweepOutcome:
     cfg = to_container(compose(list(overrides)))
     path = find_sweep(ref, cfg)
     state = SweepState.load(path)
@@ -358,8 +440,13 @@ def resume(ref: str, overrides: Sequence[str] = (),
     return _run(cfg, state, params, show, restore=True)
 
 
-def _run(cfg: dict[str, Any], state: SweepState, params: Sequence[Param],
-         show: Callable[[SweepRecorder], None] | None, restore: bool) -> SweepOutcome:
+def _run(
+    cfg: dict[str, Any],
+    state: SweepState,
+    params: Sequence[Param],
+    show: Callable[[SweepRecorder], None] | None,
+    restore: bool,
+) -> SweepOutcome:
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
@@ -368,55 +455,94 @@ def _run(cfg: dict[str, Any], state: SweepState, params: Sequence[Param],
     tune_cfg = cfg["tune"]
     init_ray(cfg["cluster"])
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base_overrides=state.base_overrides, metric=tune_cfg["metric"],
-                             mode=tune_cfg["mode"], fail_once_at_epoch=tune_cfg["fail_once_at_epoch"]),
+        tune.with_parameters(
+            run_trial,
+            base_overrides=state.base_overrides,
+            metric=tune_cfg["metric"],
+            mode=tune_cfg["mode"],
+            fail_once_at_epoch=tune_cfg["fail_once_at_epoch"],
+            drill_dir=state.path,
+        ),
         {"cpu": tune_cfg["cpus_per_trial"], "gpu": tune_cfg["gpus_per_trial"]},
     )
     recorder = make_callback(state, show)
+    _VIEWS[state.name] = show
     tracker = Tracker(state.tracking)
     tracker.reopen(state.parent_run_id)
     t0 = time.monotonic()
     try:
         if restore:
-            tuner = tune.Tuner.restore(state.path, trainable, resume_unfinished=True, resume_errored=True)
-            # Tune restores the callbacks it pickled; ours pickles to settings only, so hand it the live view
-            for cb in tuner._local_tuner.get_run_config().callbacks or []:
-                if isinstance(cb, SweepRecorder):
-                    cb.show = show
+            tuner = tune.Tuner.restore(
+                state.path,
+                trainable,
+                resume_unfinished=True,
+                resume_errored=True,
+                param_space=param_space(params, tune_cfg["search_alg"]),
+            )
         else:
             tuner = tune.Tuner(
                 trainable,
                 param_space=param_space(params, tune_cfg["search_alg"]),
                 tune_config=tune.TuneConfig(
-                    metric=tune_cfg["metric"], mode=tune_cfg["mode"],
+                    metric=tune_cfg["metric"],
+                    mode=tune_cfg["mode"],
                     scheduler=scheduler(tune_cfg, cfg["trainer"]["epochs"], params),
                     search_alg=search_algorithm(tune_cfg, cfg["seed"]),
-                    num_samples=tune_cfg["num_samples"], max_concurrent_trials=tune_cfg["max_concurrent_trials"],
-                    reuse_actors=tune_cfg["reuse_actors"], time_budget_s=tune_cfg["time_budget_s"],
+                    num_samples=tune_cfg["num_samples"],
+                    max_concurrent_trials=tune_cfg["max_concurrent_trials"],
+                    reuse_actors=tune_cfg["reuse_actors"],
+                    time_budget_s=tune_cfg["time_budget_s"],
                 ),
                 run_config=tune.RunConfig(
-                    name=state.name, storage_path=str(Path(state.path).parent),
+                    name=state.name,
+                    storage_path=str(Path(state.path).parent),
                     callbacks=[recorder, JsonLoggerCallback()],
                     failure_config=tune.FailureConfig(max_failures=tune_cfg["max_failures"]),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2), verbose=0,
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    verbose=0,
                 ),
             )
-        grid = tuner.fit()
-    except KeyboardInterrupt:
+        tuner.fit()
+        recorder = _RECORDERS.pop(state.name, recorder)
+    except KeyboardInterrupt:  # a second Ctrl-C: Tune gives up saving and re-raises
+        recorder = _RECORDERS.pop(state.name, recorder)
+        _close_unfinished(recorder, tracker, "interrupted")
         tracker.mark_interrupted(state.parent_run_id, state.name)
         raise
     wall = time.monotonic() - t0
-    if grid.num_terminated == 0 and grid.num_errors == 0 and len(grid) and _interrupted(grid):
+    # Tune's Ctrl-C handler saves the sweep and returns normally; so does the end of a time budget.
+    unfinished = [r for r in recorder.trials.values() if r.status in ("running", "retrying", "pending")]
+    budget = tune_cfg["time_budget_s"]
+    if unfinished and not (budget and wall >= budget):
+        _close_unfinished(recorder, tracker, "interrupted")
         tracker.mark_interrupted(state.parent_run_id, state.name)
-        raise KeyboardInterrupt
+        raise SweepInterrupted(state)
+    _close_unfinished(recorder, tracker, "stopped_by_budget")
     from sweeplab.sweep_summary import summarize
 
     summary = summarize(cfg, state, tracker, wall)
     return SweepOutcome(state, summary)
 
 
-def _interrupted(grid) -> bool:
-    return any(r.metrics is None or not r.metrics.get("done", True) for r in grid)
+class SweepInterrupted(KeyboardInterrupt):
+    def __init__(self, state: SweepState):
+        super().__init__(
+            f"sweep {state.name} interrupted; continue it with `sweeplab sweep resume {state.name}`"
+        )
+        self.state = state
+
+
+def _close_unfinished(recorder: SweepRecorder, tracker, status: str) -> None:
+    """Trials cut off by Ctrl-C or the time budget: close their runs (a resume reopens them)."""
+    for rec in getattr(recorder, "trials", {}).values():
+        if rec.status in ("running", "retrying", "pending") and rec.run_id:
+            reason = (
+                "the sweep's time budget ran out"
+                if status == "stopped_by_budget"
+                else "the sweep was interrupted"
+            )
+            tracker.end_run(rec.run_id, status, reason)
+            rec.status = status
 
 
 def _environment() -> dict[str, str]:
@@ -424,8 +550,14 @@ def _environment() -> dict[str, str]:
     import ray
     import torch
 
-    return {"python": platform.python_version(), "torch": str(torch.__version__), "ray": ray.__version__,
-            "mlflow": mlflow.__version__, "platform": platform.platform(), "cpus": str(os.cpu_count())}
+    return {
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "ray": ray.__version__,
+        "mlflow": mlflow.__version__,
+        "platform": platform.platform(),
+        "cpus": str(os.cpu_count()),
+    }
 
 
 __all__ = ["SweepRecorder", "SweepState", "find_sweep", "load_state", "overrides_for", "resume", "start"]

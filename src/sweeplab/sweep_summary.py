@@ -34,50 +34,87 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
     trials = []
     for run in tracker.child_runs(state.parent_run_id):
         history = tracker.history(run.info.run_id)
-        sampled = {k.removeprefix("sampled."): v for k, v in run.data.params.items() if k.startswith("sampled.")}
-        trials.append({
-            "run_id": run.info.run_id, "name": run.info.run_name, "status": run.data.tags.get("sweeplab.status"),
-            "trial_id": run.data.tags.get("sweeplab.trial_id"), "sampled": sampled, "history": history,
-            "best": _best_value(history, metric, mode), "metrics": run.data.metrics,
-        })
+        sampled = {
+            k.removeprefix("sampled."): v for k, v in run.data.params.items() if k.startswith("sampled.")
+        }
+        trials.append(
+            {
+                "run_id": run.info.run_id,
+                "name": run.info.run_name,
+                "status": run.data.tags.get("sweeplab.status"),
+                "trial_id": run.data.tags.get("sweeplab.trial_id"),
+                "sampled": sampled,
+                "history": history,
+                "best": _best_value(history, metric, mode),
+                "metrics": run.data.metrics,
+            }
+        )
     counts = Counter(t["status"] for t in trials)
     epochs_run = sum(len(t["history"]) for t in trials)
     budget = len(trials) * max_epochs
     trial_seconds = sum(h.get("epoch_time_s", 0.0) for t in trials for h in t["history"])
     slots = min(tune_cfg["max_concurrent_trials"] or len(trials), max(1, len(trials)))
     summary: dict[str, Any] = {
-        "name": state.name, "parent_run_id": state.parent_run_id, "trials": len(trials), "counts": dict(counts),
-        "epochs_run": epochs_run, "epochs_budget": budget,
+        "name": state.name,
+        "parent_run_id": state.parent_run_id,
+        "trials": len(trials),
+        "counts": dict(counts),
+        "epochs_run": epochs_run,
+        "epochs_budget": budget,
         "saved_fraction": 1 - epochs_run / budget if budget else 0.0,
-        "trial_seconds": trial_seconds, "wall_seconds": wall_seconds,
+        "trial_seconds": trial_seconds,
+        "wall_seconds": wall_seconds,
         "efficiency": trial_seconds / (wall_seconds * slots) if wall_seconds else 0.0,
-        "metric": metric, "mode": mode, "rows": trials,
+        "metric": metric,
+        "mode": mode,
+        "rows": trials,
     }
     parent = state.parent_run_id
     final = {f"trials/{status}": float(n) for status, n in counts.items()}
-    final.update({"trials/total": float(len(trials)), "compute/trial_epochs": float(epochs_run),
-                  "compute/trial_epochs_budget": float(budget), "compute/saved_fraction": summary["saved_fraction"],
-                  "compute/trial_seconds": trial_seconds, "compute/wall_seconds": wall_seconds,
-                  "compute/efficiency": summary["efficiency"]})
-    ranked = sorted((t for t in trials if t["history"] and t["status"] != "failed"),
-                    key=lambda t: t["best"], reverse=(mode == "max"))
+    final.update(
+        {
+            "trials/total": float(len(trials)),
+            "compute/trial_epochs": float(epochs_run),
+            "compute/trial_epochs_budget": float(budget),
+            "compute/saved_fraction": summary["saved_fraction"],
+            "compute/trial_seconds": trial_seconds,
+            "compute/wall_seconds": wall_seconds,
+            "compute/efficiency": summary["efficiency"],
+        }
+    )
+    ranked = sorted(
+        (t for t in trials if t["history"] and t["status"] != "failed"),
+        key=lambda t: t["best"],
+        reverse=(mode == "max"),
+    )
     if ranked:
         best = ranked[0]
         best_epoch = min(best["history"], key=lambda h: h[metric] if mode == "min" else -h[metric])
         summary.update(best=best, best_epoch=best_epoch)
         final.update({f"best/{k}": v for k, v in best_epoch.items() if k.startswith(("val/", "train/"))})
         final["best/epoch"] = float(best_epoch["epoch"])
-        tracker.set_tags(parent, {"best.run_id": best["run_id"], "best.trial": best["name"],
-                                  "best.trial_id": best["trial_id"], "best.status": best["status"]})
+        tracker.set_tags(
+            parent,
+            {
+                "best.run_id": best["run_id"],
+                "best.trial": best["name"],
+                "best.trial_id": best["trial_id"],
+                "best.status": best["status"],
+            },
+        )
         tracker.log_params(parent, {f"best.{k}": v for k, v in best["sampled"].items()})
         _plots(tracker, parent, ranked, cfg, metric)
         summary.update(_evaluate_and_register(tracker, cfg, state, best, best_epoch[metric]))
         final.update({k: v for k, v in summary.items() if k.startswith("test/")})
     tracker.log_metrics(parent, final, step=0)
-    diag = {t["name"]: {k: t["metrics"].get(k) for k in ("overfit/best_epoch", "overfit/gap_acc")} for t in trials}
+    diag = {
+        t["name"]: {k: t["metrics"].get(k) for k in ("overfit/best_epoch", "overfit/gap_acc")} for t in trials
+    }
     summary["diagnosis"] = diag
     status = "completed" if ranked else "failed"
-    tracker.end_run(parent, status, f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    tracker.end_run(
+        parent, status, f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    )
     return summary
 
 
@@ -90,16 +127,28 @@ def _plots(tracker: Tracker, parent: str, ranked, cfg, metric: str) -> None:
         sampled = {}
         for k, v in t["sampled"].items():
             try:
-                sampled[k] = float(v) if k in log_keys or v.replace(".", "", 1).replace("e-", "").isdigit() else v
+                sampled[k] = (
+                    float(v) if k in log_keys or v.replace(".", "", 1).replace("e-", "").isdigit() else v
+                )
             except (AttributeError, ValueError):
                 sampled[k] = v
         points.append((sampled, t["best"]))
     top = {f"{t['name']} ({t['best']:.4f})": t["history"] for t in ranked[: cfg["tune"]["top_k"]]}
     with tempfile.TemporaryDirectory() as tmp:
-        tracker.log_file(parent, overlaid_validation_curves(top, Path(tmp) / "top_trials_val_curves.png",
-                                                            f"top {len(top)} trials by {metric}"), "plots")
-        tracker.log_file(parent, metric_vs_hyperparameters(points, keys, metric, log_keys,
-                                                           Path(tmp) / "metric_vs_hyperparameters.png"), "plots")
+        tracker.log_file(
+            parent,
+            overlaid_validation_curves(
+                top, Path(tmp) / "top_trials_val_curves.png", f"top {len(top)} trials by {metric}"
+            ),
+            "plots",
+        )
+        tracker.log_file(
+            parent,
+            metric_vs_hyperparameters(
+                points, keys, metric, log_keys, Path(tmp) / "metric_vs_hyperparameters.png"
+            ),
+            "plots",
+        )
 
 
 def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float) -> dict[str, Any]:
@@ -119,11 +168,13 @@ def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float) -> 
     parent = state.parent_run_id
     tracker.log_config(parent, trial_cfg, "best_config.yaml")
     tracker.log_checkpoint(parent, ckpt)
-    info = tracker.log_model(parent, WithProbabilities(trainer.model, trainer.data.num_classes),
-                             trainer.data.x_val[:8], step=0)
+    info = tracker.log_model(
+        parent, WithProbabilities(trainer.model, trainer.data.num_classes), trainer.data.x_val[:8], step=0
+    )
     if cfg["tune"]["register_model"]:
         name = cfg["tracking"]["experiment"]
-        version, moved = tracker.register_best(name, parent, info.model_id, cfg["tune"]["metric"],
-                                               cfg["tune"]["mode"], value)
+        version, moved = tracker.register_best(
+            name, parent, info.model_id, cfg["tune"]["metric"], cfg["tune"]["mode"], value
+        )
         out.update(registered=name, version=version, alias_moved=moved)
     return out

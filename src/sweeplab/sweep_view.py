@@ -11,8 +11,16 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-STYLE = {"running": "yellow", "completed": "green", "early_stopped": "cyan", "stopped_by_scheduler": "blue",
-         "diverged": "red", "failed": "bold red", "retrying": "magenta", "pending": "dim"}
+STYLE = {
+    "running": "yellow",
+    "completed": "green",
+    "early_stopped": "cyan",
+    "stopped_by_scheduler": "blue",
+    "diverged": "red",
+    "failed": "bold red",
+    "retrying": "magenta",
+    "pending": "dim",
+}
 MAX_ROWS = 14
 
 
@@ -51,8 +59,10 @@ class LiveView:
                 self.reported.add(rec.trial_id)
                 best = self._best(rec)
                 self.live.console.print(
-                    f"trial {rec.number:>3} [{STYLE.get(rec.status, '')}]{rec.status}[/] after {rec.last_logged} "
-                    f"epochs, best {self.metric} {_fmt(best)}  {self._params(rec)}", soft_wrap=True)
+                    f"trial {rec.number:>3} [{STYLE.get(rec.status, '')}]{rec.status}[/] "
+                    f"after {rec.last_logged} epochs, best {self.metric} {_fmt(best)}  {self._params(rec)}",
+                    soft_wrap=True,
+                )
         now = time.monotonic()
         if now - self.last_draw > 0.25:
             self.last_draw = now
@@ -80,13 +90,20 @@ class LiveView:
         done = [r for r in recs if r.status not in ("running", "retrying", "pending")]
         active = [r for r in recs if r not in done]
         sign = 1 if self.mode == "min" else -1
-        ranked = sorted(done, key=lambda r: sign * self._best(r) if not math.isnan(self._best(r)) else math.inf)
+        ranked = sorted(
+            done, key=lambda r: sign * self._best(r) if not math.isnan(self._best(r)) else math.inf
+        )
         shown = sorted(active + ranked[: max(3, MAX_ROWS - len(active))], key=lambda r: r.number)
         for r in shown:
             last = r.history[-1] if r.history else {}
-            table.add_row(str(r.number), *[_fmt(r.sampled.get(k, "")) for k in keys], str(r.last_logged),
-                          _fmt(last.get(self.metric, "")), _fmt(last.get("val/acc", "")),
-                          Text(r.status, style=STYLE.get(r.status, "")))
+            table.add_row(
+                str(r.number),
+                *[_fmt(r.sampled.get(k, "")) for k in keys],
+                str(r.last_logged),
+                _fmt(last.get(self.metric, "")),
+                _fmt(last.get("val/acc", "")),
+                Text(r.status, style=STYLE.get(r.status, "")),
+            )
         best = ranked[0] if ranked else None
         elapsed = time.monotonic() - self.started
         footer = f"{len(done)}/{self.total} trials done · {len(active)} running · {elapsed:.0f}s elapsed"
@@ -101,27 +118,44 @@ def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> No
     table.add_row("trials", f"{summary['trials']} ({counts})")
     if "best" in summary:
         best, be = summary["best"], summary["best_epoch"]
-        table.add_row("best trial", f"{best['name']} — {summary['metric']} {be[summary['metric']]:.4f}, "
-                                    f"val/acc {be.get('val/acc', float('nan')):.4f} at epoch {int(be['epoch'])}")
+        table.add_row(
+            "best trial",
+            f"{best['name']} — {summary['metric']} {be[summary['metric']]:.4f}, "
+            f"val/acc {be.get('val/acc', float('nan')):.4f} at epoch {int(be['epoch'])}",
+        )
         table.add_row("best config", " ".join(f"{k}={v}" for k, v in best["sampled"].items()))
         table.add_row("test", f"test/acc {summary['test/acc']:.4f}  test/loss {summary['test/loss']:.4f}")
         if "registered" in summary:
-            moved = "moved alias 'best' to it" if summary["alias_moved"] else "alias 'best' stays (not better)"
+            moved = (
+                "moved alias 'best' to it" if summary["alias_moved"] else "alias 'best' stays (not better)"
+            )
             table.add_row("registry", f"{summary['registered']} version {summary['version']}: {moved}")
-    table.add_row("early stopping", f"{summary['epochs_run']} of {summary['epochs_budget']} trial-epochs run "
-                                    f"(saved {summary['saved_fraction']:.0%})")
-    table.add_row("compute", f"{summary['trial_seconds']:.0f}s of training in {summary['wall_seconds']:.0f}s wall "
-                             f"(efficiency {summary['efficiency']:.2f})")
+    table.add_row(
+        "early stopping",
+        f"{summary['epochs_run']} of {summary['epochs_budget']} trial-epochs run "
+        f"(saved {summary['saved_fraction']:.0%})",
+    )
+    table.add_row(
+        "compute",
+        f"{summary['trial_seconds']:.0f}s of training in {summary['wall_seconds']:.0f}s wall "
+        f"(efficiency {summary['efficiency']:.2f})",
+    )
     console.print(table)
-    diag = Table(title="overfitting diagnosis (best epoch by smoothed val/loss; final train-val accuracy gap)",
-                 title_justify="left")
+    diag = Table(
+        title="overfitting diagnosis (best epoch by smoothed val/loss; final train-val accuracy gap)",
+        title_justify="left",
+    )
     for col in ("trial", "status", "best epoch", "gap"):
         diag.add_column(col)
     rows = sorted(summary["rows"], key=lambda t: t["best"] if summary["mode"] == "min" else -t["best"])
     for t in rows[:10]:
         d = summary["diagnosis"].get(t["name"], {})
         be, gap = d.get("overfit/best_epoch"), d.get("overfit/gap_acc")
-        diag.add_row(t["name"], t["status"] or "", "" if be is None else str(int(be)),
-                     "" if gap is None else f"{gap:+.3f}")
+        diag.add_row(
+            t["name"],
+            t["status"] or "",
+            "" if be is None else str(int(be)),
+            "" if gap is None else f"{gap:+.3f}",
+        )
     console.print(diag)
     console.print(f"see it in the MLflow UI: {ui_hint}", soft_wrap=True)

@@ -185,26 +185,48 @@ class Tracker:
         )
 
     # -- sweeps: a parent run with one child run per trial
-    def start_sweep_run(self, experiment: str, name: str, cfg: Mapping[str, Any], params: Sequence[Any],
-                        sweep_path: str, environment: Mapping[str, str]) -> str:
+    def start_sweep_run(
+        self,
+        experiment: str,
+        name: str,
+        cfg: Mapping[str, Any],
+        params: Sequence[Any],
+        sweep_path: str,
+        environment: Mapping[str, str],
+    ) -> str:
         """The parent run: base config, search space, tune settings, environment."""
-        run_id = self.start_run(experiment, name, {k: v for k, v in cfg.items() if k != "search"},
-                                tags={"sweeplab.sweep": name, "sweeplab.sweep_path": sweep_path,
-                                      "sweeplab.kind": "sweep", "sweeplab.status": "running"})
-        self.log_params(run_id, {"search.name": cfg["search"]["name"],
-                                 "search.space": {p.key: p.describe() for p in params}})
+        run_id = self.start_run(
+            experiment,
+            name,
+            {k: v for k, v in cfg.items() if k != "search"},
+            tags={
+                "sweeplab.sweep": name,
+                "sweeplab.sweep_path": sweep_path,
+                "sweeplab.kind": "sweep",
+                "sweeplab.status": "running",
+            },
+        )
+        self.log_params(
+            run_id,
+            {"search.name": cfg["search"]["name"], "search.space": {p.key: p.describe() for p in params}},
+        )
         self.set_tags(run_id, {f"env.{k}": v for k, v in environment.items()})
         self.log_config(run_id, cfg)
-        self.log_text(run_id, yaml.safe_dump({p.key: p.describe() for p in params}, sort_keys=False),
-                      "search_space.yaml")
+        self.log_text(
+            run_id,
+            yaml.safe_dump({p.key: p.describe() for p in params}, sort_keys=False),
+            "search_space.yaml",
+        )
         self.log_text(run_id, yaml.safe_dump(dict(environment), sort_keys=False), "environment.yaml")
         return run_id
 
     def child_runs(self, parent_run_id: str) -> list:
         run = self.client.get_run(parent_run_id)
-        return self.client.search_runs([run.info.experiment_id],
-                                       filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
-                                       max_results=10000)
+        return self.client.search_runs(
+            [run.info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+            max_results=10000,
+        )
 
     def history(self, run_id: str) -> list[dict[str, float]]:
         """A run's per-epoch metrics back as one dict per epoch (step)."""
@@ -221,8 +243,15 @@ class Tracker:
         if self.client.get_run(run_id).info.status != "RUNNING":
             self.client.update_run(run_id, status="RUNNING")
 
-    def finish_trial(self, run_id: str, history: Sequence[Mapping[str, float]], status: str, reason: str,
-                     checkpoint: Any, smoothing: int = 3) -> None:
+    def finish_trial(
+        self,
+        run_id: str,
+        history: Sequence[Mapping[str, float]],
+        status: str,
+        reason: str,
+        checkpoint: Any,
+        smoothing: int = 3,
+    ) -> None:
         """Close a trial's child run: diagnosis metrics, learning curve, best checkpoint, status."""
         from sweeplab.plots import learning_curves
 
@@ -230,8 +259,12 @@ class Tracker:
             diag = overfitting(history, smoothing)
             self.log_metrics(run_id, diag, step=int(history[-1]["epoch"]))
             with tempfile.TemporaryDirectory() as tmp:
-                png = learning_curves(history, Path(tmp) / "learning_curve.png", self.client.get_run(run_id).info.run_name,
-                                      int(diag["overfit/best_epoch"]))
+                png = learning_curves(
+                    history,
+                    Path(tmp) / "learning_curve.png",
+                    self.client.get_run(run_id).info.run_name,
+                    int(diag["overfit/best_epoch"]),
+                )
                 self.log_file(run_id, png, "plots")
         if checkpoint is not None:
             from sweeplab.trial import load_state
@@ -239,12 +272,21 @@ class Tracker:
             state = load_state(checkpoint)
             if state.get("best_state") is not None:
                 best = min(state["history"], key=lambda h: h["val/loss"]) if state["history"] else {}
-                self.log_checkpoint(run_id, {"model_state": state["best_state"], "config": state["config"],
-                                             "epoch": best.get("epoch"), "metrics": best})
+                self.log_checkpoint(
+                    run_id,
+                    {
+                        "model_state": state["best_state"],
+                        "config": state["config"],
+                        "epoch": best.get("epoch"),
+                        "metrics": best,
+                    },
+                )
         self.end_run(run_id, status, reason)
 
     def mark_interrupted(self, run_id: str, sweep_name: str) -> None:
-        self.end_run(run_id, "interrupted", f"interrupted; continue with `sweeplab sweep resume {sweep_name}`")
+        self.end_run(
+            run_id, "interrupted", f"interrupted; continue with `sweeplab sweep resume {sweep_name}`"
+        )
 
     def sweep_path_of(self, parent_run_id: str) -> str | None:
         try:
@@ -252,8 +294,9 @@ class Tracker:
         except mlflow.exceptions.MlflowException:
             return None
 
-    def register_best(self, model_name: str, run_id: str, model_id: str, metric: str, mode: str,
-                      value: float) -> tuple[str, bool]:
+    def register_best(
+        self, model_name: str, run_id: str, model_id: str, metric: str, mode: str, value: float
+    ) -> tuple[str, bool]:
         """Register a new version; move the alias ``best`` to it only if it beats the current holder.
 
         Returns (version, alias moved). Versions carry the metric they were chosen by as tags.
@@ -264,13 +307,19 @@ class Tracker:
             self.client.get_registered_model(model_name)
         except MlflowException:
             self.client.create_registered_model(model_name, description="best model of each sweep (sweeplab)")
-        version = self.client.create_model_version(model_name, f"models:/{model_id}", run_id=run_id,
-                                                   tags={"sweeplab.metric": metric, "sweeplab.metric_value": value},
-                                                   model_id=model_id).version
+        version = self.client.create_model_version(
+            model_name,
+            f"models:/{model_id}",
+            run_id=run_id,
+            tags={"sweeplab.metric": metric, "sweeplab.metric_value": value},
+            model_id=model_id,
+        ).version
         try:
             current = self.client.get_model_version_by_alias(model_name, "best")
             held = float(current.tags.get("sweeplab.metric_value", "nan"))
-            better = current.tags.get("sweeplab.metric") != metric or (value < held if mode == "min" else value > held)
+            better = current.tags.get("sweeplab.metric") != metric or (
+                value < held if mode == "min" else value > held
+            )
         except MlflowException:  # no version holds the alias yet
             better = True
         if better:
@@ -289,8 +338,10 @@ class Tracker:
 def overfitting(history: Sequence[Mapping[str, float]], smoothing: int = 3) -> dict[str, float]:
     """The course's diagnosis: where (smoothed) validation loss bottomed out, and the final gap."""
     losses = [h["val/loss"] for h in history]
-    smoothed = [sum(losses[max(0, i - smoothing + 1) : i + 1]) / len(losses[max(0, i - smoothing + 1) : i + 1])
-                for i in range(len(losses))]
+    smoothed = [
+        sum(losses[max(0, i - smoothing + 1) : i + 1]) / len(losses[max(0, i - smoothing + 1) : i + 1])
+        for i in range(len(losses))
+    ]
     best = min(range(len(smoothed)), key=smoothed.__getitem__)
     last = history[-1]
     return {

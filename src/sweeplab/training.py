@@ -215,7 +215,9 @@ class Trainer:
         return loss_sum / len(x), correct / len(x)
 
     # -- the run
-    def fit(self, on_epoch: Callable[[dict[str, float]], None] | None = None, evaluate_test: bool = True) -> FitResult:
+    def fit(
+        self, on_epoch: Callable[[dict[str, float]], None] | None = None, evaluate_test: bool = True
+    ) -> FitResult:
         """Train until ``trainer.epochs``, early stopping or divergence; then test on the best weights.
 
         A sweep's trials pass ``evaluate_test=False``: only the chosen model meets the test set.

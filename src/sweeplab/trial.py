@@ -63,8 +63,14 @@ def load_state(checkpoint: tune.Checkpoint) -> dict[str, Any]:
         return torch.load(Path(path) / STATE_FILE, weights_only=False)
 
 
-def run_trial(sampled: dict[str, Any], base_overrides: Sequence[str] = (), metric: str = "val/loss",
-              mode: str = "min", fail_once_at_epoch: int = 0) -> None:
+def run_trial(
+    sampled: dict[str, Any],
+    base_overrides: Sequence[str] = (),
+    metric: str = "val/loss",
+    mode: str = "min",
+    fail_once_at_epoch: int = 0,
+    drill_dir: str | None = None,
+) -> None:
     """Train one configuration; report each epoch with a checkpoint, then one final result."""
     cfg = trial_config(base_overrides, sampled)
     torch.set_num_threads(cfg["trainer"]["num_threads"] or cpu_share())
@@ -78,7 +84,7 @@ def run_trial(sampled: dict[str, Any], base_overrides: Sequence[str] = (), metri
                 group["lr"] = cfg["optimizer"]["lr"]
 
     def report_epoch(metrics: dict[str, float]) -> None:
-        _maybe_fail(fail_once_at_epoch, int(metrics["epoch"]))
+        _maybe_fail(fail_once_at_epoch, int(metrics["epoch"]), drill_dir)
         with tempfile.TemporaryDirectory() as tmp:
             torch.save({**trainer.checkpoint(), "config": cfg}, Path(tmp) / STATE_FILE)
             tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
@@ -89,26 +95,29 @@ def run_trial(sampled: dict[str, Any], base_overrides: Sequence[str] = (), metri
     best = result.best
     worst = math.inf if mode == "min" else -math.inf
     final = {k: v for k, v in best.items() if k.startswith(("val/", "train/"))}
-    final.update({
-        FINAL: 1,
-        "trial_status": result.status,
-        "trial_reason": result.reason,
-        "epoch": result.history[-1]["epoch"] if result.history else 0,
-        "best_epoch": result.best_epoch or 0,
-        metric: best.get(metric, worst) if result.status != "diverged" else worst,
-    })
+    final.update(
+        {
+            FINAL: 1,
+            "trial_status": result.status,
+            "trial_reason": result.reason,
+            "epoch": result.history[-1]["epoch"] if result.history else 0,
+            "best_epoch": result.best_epoch or 0,
+            metric: best.get(metric, worst) if result.status != "diverged" else worst,
+        }
+    )
     tune.report(final)
 
 
-def _maybe_fail(at_epoch: int, epoch: int) -> None:
-    """Fault injection for tests and drills: fail once, at one epoch, per trial.
+def _maybe_fail(at_epoch: int, epoch: int, drill_dir: str | None) -> None:
+    """Failure drill (``tune.fail_once_at_epoch``): each trial raises once, at one epoch.
 
-    The marker lives in the trial's own storage directory, so the retry (same trial)
-    sees it and carries on.
+    The marker lives in the sweep's directory, so the retry of the same trial sees it
+    and carries on.
     """
-    if not at_epoch or epoch != at_epoch:
+    if not at_epoch or epoch != at_epoch or drill_dir is None:
         return
-    marker = Path(tune.get_context().get_trial_dir()) / "failed_once"
+    marker = Path(drill_dir) / "drills" / f"{tune.get_context().get_trial_id()}.failed"
     if not marker.exists():
+        marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
         raise RuntimeError(f"injected failure at epoch {epoch}")
