@@ -163,7 +163,7 @@ class SweepRecorder:
     def setup(self, **info) -> None:
         if self._setup_done:
             return
-        from sweeplab.tracking import Tracker
+        from sweeplab.tracking import Tracker, sampled_values
 
         _RECORDERS[self.sweep.name] = self
         self.show = self.show or _VIEWS.get(self.sweep.name)
@@ -173,11 +173,7 @@ class SweepRecorder:
         for run in self.tracker.child_runs(self.sweep.parent_run_id):
             tid = run.data.tags.get("sweeplab.trial_id")
             if tid:
-                sampled = {
-                    k.removeprefix("sampled."): v
-                    for k, v in run.data.params.items()
-                    if k.startswith("sampled.")
-                }
+                sampled = sampled_values(run)
                 rec = TrialRecord(
                     tid, int(run.data.tags.get("sweeplab.trial_number", 0)), sampled, run.info.run_id
                 )

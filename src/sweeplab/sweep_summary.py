@@ -17,7 +17,7 @@ import torch
 
 from sweeplab.plots import metric_vs_hyperparameters, overlaid_validation_curves
 from sweeplab.space import parse_space
-from sweeplab.tracking import Tracker
+from sweeplab.tracking import Tracker, sampled_values
 
 
 def _best_value(history, metric: str, mode: str) -> float:
@@ -34,9 +34,7 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
     trials = []
     for run in tracker.child_runs(state.parent_run_id):
         history = tracker.history(run.info.run_id)
-        sampled = {
-            k.removeprefix("sampled."): v for k, v in run.data.params.items() if k.startswith("sampled.")
-        }
+        sampled = sampled_values(run)
         trials.append(
             {
                 "run_id": run.info.run_id,
@@ -122,17 +120,7 @@ def _plots(tracker: Tracker, parent: str, ranked, cfg, metric: str) -> None:
     params = parse_space(cfg["search"]["space"])
     log_keys = [p.key for p in params if p.kind == "loguniform"]
     keys = [p.key for p in params]
-    points = []
-    for t in ranked:
-        sampled = {}
-        for k, v in t["sampled"].items():
-            try:
-                sampled[k] = (
-                    float(v) if k in log_keys or v.replace(".", "", 1).replace("e-", "").isdigit() else v
-                )
-            except (AttributeError, ValueError):
-                sampled[k] = v
-        points.append((sampled, t["best"]))
+    points = [(t["sampled"], t["best"]) for t in ranked]
     top = {f"{t['name']} ({t['best']:.4f})": t["history"] for t in ranked[: cfg["tune"]["top_k"]]}
     with tempfile.TemporaryDirectory() as tmp:
         tracker.log_file(

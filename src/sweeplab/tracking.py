@@ -335,6 +335,20 @@ class Tracker:
         return f"{base.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
 
+def sampled_values(run) -> dict[str, Any]:
+    """A trial run's sampled hyperparameters (params ``sampled.<key>``), numbers as numbers."""
+    out: dict[str, Any] = {}
+    for key, text in run.data.params.items():
+        if key.startswith("sampled."):
+            try:
+                value: Any = float(text)
+                value = int(value) if value.is_integer() and "." not in text and "e" not in text else value
+            except ValueError:
+                value = text
+            out[key.removeprefix("sampled.")] = value
+    return out
+
+
 def overfitting(history: Sequence[Mapping[str, float]], smoothing: int = 3) -> dict[str, float]:
     """The course's diagnosis: where (smoothed) validation loss bottomed out, and the final gap."""
     losses = [h["val/loss"] for h in history]
