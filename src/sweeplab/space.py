@@ -105,8 +105,16 @@ def parse_param(key: str, spec: Any) -> Param:
     return Param(key, kind, tuple(nums))
 
 
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
 def _freeze(value: Any) -> Any:
-    """Lists inside choices (layer widths) must be hashable for Tune's bookkeeping and Optuna."""
+    """Lists inside choices (layer widths) must be hashable for Tune's bookkeeping and Optuna.
+
+    YAML reads ``1e-3`` as text; in a choice it is the number it looks like.
+    """
+    if isinstance(value, str) and _FLOAT.match(value):
+        return float(value)
     return tuple(_freeze(v) for v in value) if isinstance(value, list) else value
 
 

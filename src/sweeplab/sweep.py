@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import time
@@ -35,7 +36,7 @@ RAY_ENV = {
 }
 for _key, _value in RAY_ENV.items():  # read by Ray at import time, so set before sweeplab.trial imports it
     os.environ.setdefault(_key, _value)
-from sweeplab.space import Param, overrides_for, parse_space, validate_space  # noqa: E402
+from sweeplab.space import Param, grid_size, overrides_for, parse_space, validate_space  # noqa: E402
 from sweeplab.trial import FINAL, load_state, run_trial, trial_config  # noqa: E402
 
 STATE_FILE = "sweeplab.json"  # beside Tune's own state: what `sweep resume` needs to rebuild the sweep
@@ -121,7 +122,10 @@ def scheduler(tune_cfg: Mapping[str, Any], max_epochs: int, params: Sequence[Par
 
 def search_algorithm(tune_cfg: Mapping[str, Any], seed: int):
     if tune_cfg["search_alg"] in ("random", "grid"):
-        return None  # Tune's BasicVariantGenerator: random sampling and grid expansion
+        from ray.tune.search import BasicVariantGenerator
+
+        # random sampling and grid expansion, seeded: the same sweep samples the same configurations
+        return BasicVariantGenerator(random_state=seed)
     from ray.tune.search.optuna import OptunaSearch
 
     return OptunaSearch(seed=seed)
@@ -224,6 +228,8 @@ class SweepRecorder:
             rec.status, rec.reason = result["trial_status"], result.get("trial_reason", "")
             return
         epoch = int(result["epoch"])
+        if not rec.history and "node_id" in result:
+            self.tracker.set_tags(rec.run_id, {"sweeplab.node": result["node_id"]})
         if epoch > rec.last_logged:  # a replayed epoch (restored from an older checkpoint) is logged once
             metrics = {
                 k: result[k]
@@ -311,6 +317,8 @@ def make_callback(sweep: SweepState, show: Callable[[SweepRecorder], None] | Non
 
 def _error_text(trial) -> str:
     text = trial.get_error() or ""
+    if not text and trial.error_file and Path(trial.error_file).is_file():  # not yet synced to storage
+        text = Path(trial.error_file).read_text()
     lines = [line for line in str(text).strip().splitlines() if line.strip()]
     return lines[-1] if lines else "trial raised an error (see the trial's error.txt)"
 
@@ -380,6 +388,24 @@ def init_ray(cluster: Mapping[str, Any]) -> None:
             object_store_memory=1 << 30,
             **kwargs,
         )
+
+
+def expected_trials(tune_cfg: Mapping[str, Any], params: Sequence[Param]) -> int:
+    """Tune's count: every grid point num_samples times (random and optuna: num_samples)."""
+    if tune_cfg["search_alg"] == "grid":
+        return tune_cfg["num_samples"] * math.prod(len(p.args) for p in params)
+    return tune_cfg["num_samples"] * grid_size(params)
+
+
+def cluster_tags(cluster: Mapping[str, Any]) -> dict[str, Any]:
+    import ray
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return {
+        "cluster.address": cluster.get("address") or "local",
+        "cluster.nodes": len(nodes),
+        "cluster.cpus": int(ray.cluster_resources().get("CPU", 0)),
+    }
 
 
 @dataclass
@@ -465,6 +491,7 @@ def _run(
     _VIEWS[state.name] = show
     tracker = Tracker(state.tracking)
     tracker.reopen(state.parent_run_id)
+    tracker.set_tags(state.parent_run_id, cluster_tags(cfg["cluster"]))
     t0 = time.monotonic()
     try:
         if restore:
@@ -508,8 +535,9 @@ def _run(
     wall = time.monotonic() - t0
     # Tune's Ctrl-C handler saves the sweep and returns normally; so does the end of a time budget.
     unfinished = [r for r in recorder.trials.values() if r.status in ("running", "retrying", "pending")]
+    finished = len(recorder.trials) - len(unfinished)
     budget = tune_cfg["time_budget_s"]
-    if unfinished and not (budget and wall >= budget):
+    if (unfinished or finished < expected_trials(tune_cfg, params)) and not (budget and wall >= budget):
         _close_unfinished(recorder, tracker, "interrupted")
         tracker.mark_interrupted(state.parent_run_id, state.name)
         raise SweepInterrupted(state)

@@ -19,6 +19,9 @@ from sweeplab.plots import metric_vs_hyperparameters, overlaid_validation_curves
 from sweeplab.space import parse_space
 from sweeplab.tracking import Tracker, sampled_values
 
+# trials that ended on their own terms and logged their best checkpoint
+FINISHED = ("completed", "early_stopped", "stopped_by_scheduler", "stopped_by_budget", "diverged")
+
 
 def _best_value(history, metric: str, mode: str) -> float:
     values = [h[metric] for h in history if metric in h and math.isfinite(h[metric])]
@@ -81,7 +84,7 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
         }
     )
     ranked = sorted(
-        (t for t in trials if t["history"] and t["status"] != "failed"),
+        (t for t in trials if t["history"] and t["status"] in FINISHED),
         key=lambda t: t["best"],
         reverse=(mode == "max"),
     )

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -52,8 +53,6 @@ def cached_data(data_cfg: Mapping[str, Any]) -> DataBundle:
 
 def cpu_share() -> int:
     """The CPUs Ray assigned to this trial (Ray sets OMP_NUM_THREADS=1 for workers otherwise)."""
-    import ray
-
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     return max(1, math.floor(cpus))
 
@@ -83,11 +82,13 @@ def run_trial(
             for group in trainer.optimizer.param_groups:  # PBT perturbed the learning rate
                 group["lr"] = cfg["optimizer"]["lr"]
 
+    node = ray.get_runtime_context().get_node_id()
+
     def report_epoch(metrics: dict[str, float]) -> None:
         _maybe_fail(fail_once_at_epoch, int(metrics["epoch"]), drill_dir)
         with tempfile.TemporaryDirectory() as tmp:
             torch.save({**trainer.checkpoint(), "config": cfg}, Path(tmp) / STATE_FILE)
-            tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(tmp))
+            tune.report({**metrics, "node_id": node}, checkpoint=tune.Checkpoint.from_directory(tmp))
 
     result = trainer.fit(report_epoch, evaluate_test=False)
     # The final result carries the trial's own verdict and its best value of the sweep's metric,

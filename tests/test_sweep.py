@@ -1,0 +1,383 @@
+"""Sweeps on a real local Ray and a real MLflow SQLite store (digits data: offline and quick)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from sweeplab import sweep
+from sweeplab.config import ConfigError, compose, to_container
+from sweeplab.data import load_data
+
+STATUSES = {"completed", "early_stopped", "stopped_by_scheduler", "diverged", "failed"}
+SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A fresh embedded store (./mlflow.db) and sweep directory (./sweeps) per test."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def write_space(root: Path, name: str, body: str) -> str:
+    """A search space of the test's own, found through Hydra's search path."""
+    (root / "search").mkdir(parents=True, exist_ok=True)
+    (root / "search" / f"{name}.yaml").write_text(
+        f"defaults:\n  - base_search\nname: {name}\n" + textwrap.dedent(body)
+    )
+    return f"hydra.searchpath=[file://{root}]"
+
+
+def run_sweep(*overrides: str):
+    overrides = ["data=digits", "tracking.experiment=sweeps", "tune.max_concurrent_trials=2", *overrides]
+    cfg = to_container(compose(overrides))
+    return sweep.start(cfg, overrides)
+
+
+def store(workdir: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+
+
+def children(client: MlflowClient, parent_run_id: str):
+    exp = client.get_run(parent_run_id).info.experiment_id
+    return client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'")
+
+
+def steps(client: MlflowClient, run_id: str, key: str = "val/loss") -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run_id, key))
+
+
+def test_asha_sweep_records_parent_children_best_model(workdir):
+    outcome = run_sweep(
+        "search=lr_batch",
+        "tune=asha",
+        "tune.num_samples=8",
+        "trainer.epochs=6",
+        "tune.reduction_factor=2",
+        "optimizer=sgd",
+    )
+    client = store(workdir)
+    runs = client.search_runs([client.get_experiment_by_name("sweeps").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    kids = children(client, outcome.state.parent_run_id)
+    assert len(parents) == 1 and len(kids) == 8 and len(runs) == 9
+
+    statuses = Counter(k.data.tags["sweeplab.status"] for k in kids)
+    assert set(statuses) <= STATUSES
+    assert statuses["stopped_by_scheduler"] >= 1
+    for kid in kids:
+        epochs = steps(client, kid.info.run_id)
+        assert epochs == list(range(1, len(epochs) + 1))  # one value per epoch, no repeats
+        assert steps(client, kid.info.run_id, "train/acc") == epochs
+        assert {
+            "sampled.optimizer.lr",
+            "sampled.trainer.batch_size",
+            "optimizer.lr",
+        } <= kid.data.params.keys()
+        assert float(kid.data.params["sampled.optimizer.lr"]) == float(kid.data.params["optimizer.lr"])
+        assert "overfit/best_epoch" in kid.data.metrics and "overfit/gap_acc" in kid.data.metrics
+        files = {a.path for a in client.list_artifacts(kid.info.run_id, "plots")}
+        assert files == {"plots/learning_curve.png"}
+        if kid.data.tags["sweeplab.status"] == "stopped_by_scheduler":
+            assert len(epochs) < 6
+
+    parent = client.get_run(outcome.state.parent_run_id)
+    assert parent.info.status == "FINISHED"
+    best_run = parent.data.tags["best.run_id"]
+    assert best_run in {k.info.run_id for k in kids}
+    best_val = min(min(m.value for m in client.get_metric_history(k.info.run_id, "val/loss")) for k in kids)
+    assert parent.data.metrics["best/val/loss"] == pytest.approx(best_val)
+    assert parent.data.metrics["trials/total"] == 8
+    assert parent.data.metrics["compute/trial_epochs"] == sum(len(steps(client, k.info.run_id)) for k in kids)
+    assert parent.data.metrics["compute/trial_epochs_budget"] == 8 * 6
+    assert 0 < parent.data.metrics["test/acc"] <= 1
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert plots == {"plots/top_trials_val_curves.png", "plots/metric_vs_hyperparameters.png"}
+    assert {"config.yaml", "search_space.yaml", "best_config.yaml"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id)
+    }
+
+    # the registered model with alias `best` loads and predicts like the reported test accuracy
+    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    version = client.get_model_version_by_alias("sweeps", "best")
+    model = mlflow.pytorch.load_model("models:/sweeps@best")
+    data = load_data(to_container(compose(["data=digits"]))["data"])
+    probs = model(data.x_test)
+    accuracy = (probs.argmax(1) == data.y_test).float().mean().item()
+    assert accuracy == pytest.approx(parent.data.metrics["test/acc"], abs=1e-6)
+    assert torch.allclose(probs.sum(1), torch.ones(len(probs)), atol=1e-5)
+    assert version.tags["sweeplab.metric"] == "val/loss"
+
+
+def test_alias_moves_only_to_a_better_model(workdir):
+    good = write_space(workdir / "conf", "good", "space:\n  optimizer.lr: choice[0.003]\n")
+    bad = write_space(workdir / "conf2", "bad", "space:\n  optimizer.lr: choice[0.00001]\n")
+    good = run_sweep(
+        good,
+        "search=good",
+        "tune=fifo",
+        "tune.num_samples=1",
+        "trainer.epochs=3",
+        "optimizer=adam",
+        "tune.name=good",
+    )
+    client = store(workdir)
+    first = client.get_model_version_by_alias("sweeps", "best").version
+    worse = run_sweep(
+        bad,
+        "search=bad",
+        "tune=fifo",
+        "tune.num_samples=1",
+        "trainer.epochs=1",
+        "optimizer=sgd",
+        "tune.name=worse",
+    )
+    assert good.summary["alias_moved"] and not worse.summary["alias_moved"]
+    assert client.get_model_version_by_alias("sweeps", "best").version == first
+    assert len(client.search_model_versions("name='sweeps'")) == 2
+
+
+def test_group_switching_space_records_the_chosen_options(workdir):
+    searchpath = write_space(
+        workdir / "conf",
+        "groups",
+        """
+        space:
+          optimizer: grid[sgd, adam]
+          regularizer: grid[none, dropout]
+    """,
+    )
+    outcome = run_sweep(searchpath, "search=groups", "tune=fifo", "tune.num_samples=1", "trainer.epochs=2")
+    client = store(workdir)
+    kids = children(client, outcome.state.parent_run_id)
+    chosen = sorted((k.data.params["optimizer.name"], k.data.params["regularizer.name"]) for k in kids)
+    assert chosen == [("adam", "dropout"), ("adam", "none"), ("sgd", "dropout"), ("sgd", "none")]
+    for kid in kids:
+        p = kid.data.params
+        assert (
+            p["optimizer.name"] == p["sampled.optimizer"]
+            and p["regularizer.name"] == p["sampled.regularizer"]
+        )
+        assert float(p["regularizer.dropout"]) == (0.5 if p["regularizer.name"] == "dropout" else 0.0)
+        assert ("optimizer.betas" in p) == (p["optimizer.name"] == "adam")  # the whole group option switched
+
+
+def test_retried_trial_continues_its_run_and_diverged_trial_ends_the_sweep_fine(workdir):
+    searchpath = write_space(
+        workdir / "conf",
+        "lrs",
+        """
+        space:
+          optimizer.lr: grid[0.05, 1e8]
+    """,
+    )
+    outcome = run_sweep(
+        searchpath,
+        "search=lrs",
+        "tune=fifo",
+        "optimizer=sgd",
+        "tune.num_samples=1",
+        "trainer.epochs=4",
+        "trainer.early_stopping.enabled=false",
+        "tune.fail_once_at_epoch=2",
+        "tune.max_failures=1",
+    )
+    client = store(workdir)
+    kids = {float(k.data.params["optimizer.lr"]): k for k in children(client, outcome.state.parent_run_id)}
+    assert len(kids) == 2
+    good, bad = kids[0.05], kids[1e8]
+    assert good.data.tags["sweeplab.status"] == "completed" and good.data.tags["sweeplab.retries"] == "1"
+    assert "injected failure at epoch 2" in good.data.tags["sweeplab.last_error"]
+    assert steps(client, good.info.run_id) == [1, 2, 3, 4]  # continued, not restarted: no repeated steps
+    assert bad.data.tags["sweeplab.status"] == "diverged"
+    assert (
+        "nan" in bad.data.tags["sweeplab.status_reason"] or "inf" in bad.data.tags["sweeplab.status_reason"]
+    )
+    parent = client.get_run(outcome.state.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["best.run_id"] == good.info.run_id
+    assert parent.data.metrics["trials/diverged"] == 1 and parent.data.metrics["trials/completed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("space", "expected"),
+    [
+        ("model.hiden: choice[[64], [128]]", ["search.space.model.hiden", "did you mean 'hidden'"]),
+        ("optimizer: choice[]", ["search.space.optimizer", "empty"]),
+        ("optimizer.lr: loguniform[1e-2, 1e-4]", ["search.space.optimizer.lr", "low < high"]),
+        ("optimizer: choice[sgd, adamm]", ["search.space.optimizer", "'adamm'", "adagrad, adam"]),
+        ("optimizer.lr: lognormal[1, 2]", ["search.space.optimizer.lr", "unknown distribution"]),
+    ],
+)
+def test_bad_search_space_fails_before_any_trial(workdir, space, expected):
+    searchpath = write_space(workdir / "conf", "bad", f"space:\n  {space}\n")
+    with pytest.raises(ConfigError) as err:
+        run_sweep(searchpath, "search=bad")
+    for fragment in expected:
+        assert fragment in str(err.value)
+    assert not (workdir / "mlflow.db").exists() and not (workdir / "sweeps").exists()  # nothing started
+
+
+def test_bad_space_on_the_command_line_is_one_line(workdir):
+    searchpath = write_space(workdir / "conf", "bad", "space:\n  optimizer.lr: uniform[1, 0]\n")
+    out = subprocess.run(
+        [*SWEEPLAB, "sweep", "data=digits", searchpath, "search=bad"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "search.space.optimizer.lr" in lines[0]
+
+
+def test_resume_after_ctrl_c_runs_each_trial_once_under_the_same_parent(workdir):
+    args = [
+        "data=digits",
+        "search=optimizers",
+        "tune=fifo",
+        "tune.num_samples=5",
+        "trainer.epochs=5",
+        "tune.max_concurrent_trials=1",
+        "tune.name=resumable",
+        "tracking.experiment=resume",
+    ]
+    proc = subprocess.Popen(
+        [*SWEEPLAB, "sweep", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=workdir
+    )
+    seen = []
+    for line in proc.stdout:  # bounded by the sweep itself; stop reading at the second finished trial
+        seen.append(line)
+        if line.startswith("trial") and " after " in line and len([s for s in seen if " after " in s]) >= 2:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + rest
+    assert "sweeplab sweep resume resumable" in rest
+
+    client = store(workdir)
+    parent_id = sweep.SweepState.load(workdir / "sweeps" / "resumable").parent_run_id
+    before = children(client, parent_id)
+    assert 2 <= len(before) < 5
+    assert client.get_run(parent_id).info.status == "KILLED"
+
+    out = subprocess.run(
+        [*SWEEPLAB, "sweep", "resume", "resumable"], capture_output=True, text=True, cwd=workdir, timeout=300
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    kids = children(client, parent_id)
+    assert len(kids) == 5
+    assert len({k.data.tags["sweeplab.trial_id"] for k in kids}) == 5
+    assert {k.info.run_id for k in before} <= {k.info.run_id for k in kids}
+    for kid in kids:
+        assert steps(client, kid.info.run_id) == list(range(1, 6))
+        assert kid.data.tags["sweeplab.status"] in STATUSES
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials/total"] == 5
+    runs = client.search_runs([parent.info.experiment_id])
+    assert len(runs) == 6  # one parent, five children: nothing duplicated
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_cluster(tmp_path):
+    """A real two-node Ray cluster on loopback: a head and a worker, one CPU each."""
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    port = free_port()
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    common = ["--num-cpus=1", "--disable-usage-stats", "--block"]
+    head = subprocess.Popen(
+        [
+            ray_bin,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--node-ip-address=127.0.0.1",
+            "--include-dashboard=false",
+            *common,
+        ],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    procs = [head]
+    try:
+        address = f"127.0.0.1:{port}"
+        wait_for_nodes(address, 1, env)
+        procs.append(
+            subprocess.Popen(
+                [ray_bin, "start", f"--address={address}", "--node-ip-address=127.0.0.1", *common],
+                env=env,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        wait_for_nodes(address, 2, env)
+        yield address
+    finally:
+        for p in reversed(procs):  # only our own processes: never `ray stop`, which kills every Ray here
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=30)
+
+
+def wait_for_nodes(address: str, n: int, env: dict, attempts: int = 120) -> None:
+    probe = f"import ray; ray.init(address='{address}', logging_level='ERROR'); print(len(ray.nodes()))"
+    for _ in range(attempts):
+        out = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60
+        )
+        if out.returncode == 0 and int(out.stdout.strip().splitlines()[-1]) >= n:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the Ray cluster at {address} did not reach {n} nodes")
+
+
+def test_sweep_runs_on_an_existing_two_node_cluster(workdir, ray_cluster):
+    out = subprocess.run(
+        [
+            *SWEEPLAB,
+            "sweep",
+            "data=digits",
+            "search=optimizers",
+            "tune=fifo",
+            "tune.num_samples=2",
+            "trainer.epochs=2",
+            "cluster=existing",
+            f"cluster.address={ray_cluster}",
+            "tracking.experiment=cluster",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    client = store(workdir)
+    parent = client.search_runs(
+        [client.get_experiment_by_name("cluster").experiment_id],
+        filter_string="tags.`sweeplab.kind` = 'sweep'",
+    )[0]
+    assert parent.data.tags["cluster.nodes"] == "2" and parent.data.tags["cluster.address"] == ray_cluster
+    assert len(children(client, parent.info.run_id)) == 2
+    assert len({k.data.tags["sweeplab.node"] for k in children(client, parent.info.run_id)}) == 2
