@@ -392,19 +392,30 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
 
 
-def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "config") -> DictConfig:
-    """Compose ``conf/config.yaml`` with Hydra overrides and validate it against the schema."""
+_initialized_dir: str | None = None
+
+
+def _ensure_hydra() -> None:
+    """Initialize Hydra on the config directory once per process (a sweep composes many configs)."""
+    global _initialized_dir
+    directory = str(config_dir())
+    if _initialized_dir == directory and GlobalHydra.instance().is_initialized():
+        return
     register_configs()
     GlobalHydra.instance().clear()
+    initialize_config_dir(config_dir=directory, version_base="1.3")
+    _initialized_dir = directory
+
+
+def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "config") -> DictConfig:
+    """Compose ``conf/config.yaml`` with Hydra overrides and validate it against the schema."""
+    _ensure_hydra()
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
         # Touch every value so interpolations and MISSING fields fail here, not mid-run.
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(explain(exc)) from None
-    finally:
-        GlobalHydra.instance().clear()
     return cfg
 
 

@@ -37,7 +37,7 @@ RAY_ENV = {
 for _key, _value in RAY_ENV.items():  # read by Ray at import time, so set before sweeplab.trial imports it
     os.environ.setdefault(_key, _value)
 from sweeplab.space import Param, grid_size, overrides_for, parse_space, validate_space  # noqa: E402
-from sweeplab.trial import FINAL, load_state, run_trial, trial_config  # noqa: E402
+from sweeplab.trial import FINAL, load_state, run_trial  # noqa: E402
 
 STATE_FILE = "sweeplab.json"  # beside Tune's own state: what `sweep resume` needs to rebuild the sweep
 # A resumed Tuner un-pickles its own copy of the recorder; it finds its live view here and
@@ -125,7 +125,7 @@ def search_algorithm(tune_cfg: Mapping[str, Any], seed: int):
         from ray.tune.search import BasicVariantGenerator
 
         # random sampling and grid expansion, seeded: the same sweep samples the same configurations
-        return BasicVariantGenerator(random_state=seed)
+        return BasicVariantGenerator(random_state=seed, max_concurrent=tune_cfg["max_concurrent_trials"])
     from ray.tune.search.optuna import OptunaSearch
 
     return OptunaSearch(seed=seed)
@@ -144,6 +144,7 @@ class TrialRecord:
     last_logged: int = 0
     retries: int = 0
     checkpoint_path: str | None = None
+    config_logged: bool = False
 
 
 class SweepRecorder:
@@ -187,6 +188,7 @@ class SweepRecorder:
                 rec.history = self.tracker.history(run.info.run_id)
                 rec.last_logged = int(max((h["epoch"] for h in rec.history), default=0))
                 rec.retries = int(run.data.tags.get("sweeplab.retries", 0))
+                rec.config_logged = "trainer.epochs" in run.data.params
                 self.trials[tid] = rec
         self._setup_done = True
 
@@ -202,11 +204,10 @@ class SweepRecorder:
     def on_trial_start(self, iteration, trials, trial, **info) -> None:
         rec = self.record(trial)
         if rec.run_id is None:
-            cfg = trial_config(self.sweep.base_overrides, rec.sampled)
             rec.run_id = self.tracker.start_run(
                 self.sweep.experiment,
                 f"trial-{rec.number:03d}",
-                cfg,
+                {f"sampled.{k}": v for k, v in rec.sampled.items()},
                 parent_run_id=self.sweep.parent_run_id,
                 tags={
                     "sweeplab.trial_id": rec.trial_id,
@@ -215,8 +216,6 @@ class SweepRecorder:
                     "sweeplab.status": "running",
                 },
             )
-            self.tracker.log_params(rec.run_id, {f"sampled.{k}": v for k, v in rec.sampled.items()})
-            self.tracker.log_config(rec.run_id, cfg)
         else:
             self.tracker.reopen(rec.run_id)
         rec.status = "running"
@@ -228,8 +227,12 @@ class SweepRecorder:
             rec.status, rec.reason = result["trial_status"], result.get("trial_reason", "")
             return
         epoch = int(result["epoch"])
-        if not rec.history and "node_id" in result:
+        if result.get("config_json") and not rec.config_logged:  # the trial's resolved config, once
+            cfg = json.loads(result["config_json"])
+            self.tracker.log_params(rec.run_id, cfg)
+            self.tracker.log_config(rec.run_id, cfg)
             self.tracker.set_tags(rec.run_id, {"sweeplab.node": result["node_id"]})
+            rec.config_logged = True
         if epoch > rec.last_logged:  # a replayed epoch (restored from an older checkpoint) is logged once
             metrics = {
                 k: result[k]
@@ -283,8 +286,15 @@ class SweepRecorder:
             return
         if trial.checkpoint is not None:
             rec.checkpoint_path = trial.checkpoint.path
+        best = best_checkpoint(load_state(trial.checkpoint)) if trial.checkpoint is not None else None
         self.tracker.finish_trial(
-            rec.run_id, rec.history, rec.status, rec.reason, trial.checkpoint, smoothing=self.sweep.smoothing
+            rec.run_id,
+            f"trial-{rec.number:03d}",
+            rec.history,
+            rec.status,
+            rec.reason,
+            best,
+            smoothing=self.sweep.smoothing,
         )
         self._show()
 
@@ -303,6 +313,19 @@ class SweepRecorder:
     def _show(self) -> None:
         if self.show is not None:
             self.show(self)
+
+
+def best_checkpoint(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The trial's best weights and config, as `checkpoints/best.pt` of its run (None before any epoch)."""
+    if state.get("best_state") is None:
+        return None
+    best = min(state["history"], key=lambda h: h["val/loss"]) if state["history"] else {}
+    return {
+        "model_state": state["best_state"],
+        "config": state["config"],
+        "epoch": best.get("epoch"),
+        "metrics": best,
+    }
 
 
 def make_callback(sweep: SweepState, show: Callable[[SweepRecorder], None] | None = None):
@@ -512,7 +535,10 @@ def _run(
                     scheduler=scheduler(tune_cfg, cfg["trainer"]["epochs"], params),
                     search_alg=search_algorithm(tune_cfg, cfg["seed"]),
                     num_samples=tune_cfg["num_samples"],
-                    max_concurrent_trials=tune_cfg["max_concurrent_trials"],
+                    # random/grid: the generator above limits concurrency; Tune's limiter wraps searchers only
+                    max_concurrent_trials=tune_cfg["max_concurrent_trials"]
+                    if tune_cfg["search_alg"] == "optuna"
+                    else None,
                     reuse_actors=tune_cfg["reuse_actors"],
                     time_budget_s=tune_cfg["time_budget_s"],
                 ),

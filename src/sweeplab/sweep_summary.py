@@ -66,6 +66,7 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
         "trial_seconds": trial_seconds,
         "wall_seconds": wall_seconds,
         "efficiency": trial_seconds / (wall_seconds * slots) if wall_seconds else 0.0,
+        "slots": slots,
         "metric": metric,
         "mode": mode,
         "rows": trials,

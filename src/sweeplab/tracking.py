@@ -246,10 +246,11 @@ class Tracker:
     def finish_trial(
         self,
         run_id: str,
+        title: str,
         history: Sequence[Mapping[str, float]],
         status: str,
         reason: str,
-        checkpoint: Any,
+        best_checkpoint: Mapping[str, Any] | None,
         smoothing: int = 3,
     ) -> None:
         """Close a trial's child run: diagnosis metrics, learning curve, best checkpoint, status."""
@@ -260,27 +261,11 @@ class Tracker:
             self.log_metrics(run_id, diag, step=int(history[-1]["epoch"]))
             with tempfile.TemporaryDirectory() as tmp:
                 png = learning_curves(
-                    history,
-                    Path(tmp) / "learning_curve.png",
-                    self.client.get_run(run_id).info.run_name,
-                    int(diag["overfit/best_epoch"]),
+                    history, Path(tmp) / "learning_curve.png", title, int(diag["overfit/best_epoch"])
                 )
                 self.log_file(run_id, png, "plots")
-        if checkpoint is not None:
-            from sweeplab.trial import load_state
-
-            state = load_state(checkpoint)
-            if state.get("best_state") is not None:
-                best = min(state["history"], key=lambda h: h["val/loss"]) if state["history"] else {}
-                self.log_checkpoint(
-                    run_id,
-                    {
-                        "model_state": state["best_state"],
-                        "config": state["config"],
-                        "epoch": best.get("epoch"),
-                        "metrics": best,
-                    },
-                )
+        if best_checkpoint is not None:
+            self.log_checkpoint(run_id, best_checkpoint)
         self.end_run(run_id, status, reason)
 
     def mark_interrupted(self, run_id: str, sweep_name: str) -> None:

@@ -82,13 +82,16 @@ def run_trial(
             for group in trainer.optimizer.param_groups:  # PBT perturbed the learning rate
                 group["lr"] = cfg["optimizer"]["lr"]
 
-    node = ray.get_runtime_context().get_node_id()
+    # The first result of this process carries the resolved config, so the driver records it
+    # without composing it again.
+    extra = {"node_id": ray.get_runtime_context().get_node_id(), "config_json": json.dumps(cfg)}
 
     def report_epoch(metrics: dict[str, float]) -> None:
         _maybe_fail(fail_once_at_epoch, int(metrics["epoch"]), drill_dir)
         with tempfile.TemporaryDirectory() as tmp:
             torch.save({**trainer.checkpoint(), "config": cfg}, Path(tmp) / STATE_FILE)
-            tune.report({**metrics, "node_id": node}, checkpoint=tune.Checkpoint.from_directory(tmp))
+            tune.report({**metrics, **extra}, checkpoint=tune.Checkpoint.from_directory(tmp))
+        extra.clear()
 
     result = trainer.fit(report_epoch, evaluate_test=False)
     # The final result carries the trial's own verdict and its best value of the sweep's metric,
