@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FASHION_DEB_DIR := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data train test test-tools test-fast bench lint ui clean
+.PHONY: install data sweep train test test-tools test-fast bench lint ui clean
 
 install: $(STAMP)
 
@@ -28,6 +28,10 @@ data: $(STAMP)
 	    || echo "apt-get could not install dataset-fashion-mnist; falling back to the download"; \
 	fi
 	$(PY) -m sweeplab.data.fashion_mnist
+
+# The main job: tune the Fashion-MNIST MLP (64 trials, ASHA) and register the best model.
+sweep: data
+	$(VENV)/bin/sweeplab sweep experiment=fashion_mnist_sweep $(ARGS)
 
 train: data
 	$(VENV)/bin/sweeplab train experiment=course_fashion_mnist $(ARGS)

@@ -79,13 +79,26 @@ def test_is_pinned():
     assert not is_pinned("localhost:5000/sweeplab")
 
 
-def test_compose_has_the_three_services(compose_config):
+def test_compose_has_its_services(compose_config):
     services = compose_config["services"]
-    assert set(services) == {"postgres", "mlflow", "sweeplab"}
+    assert set(services) == {"postgres", "mlflow", "sweeplab", "ray-head", "ray-worker"}
     assert services["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert services["sweeplab"]["depends_on"]["mlflow"]["condition"] == "service_healthy"
     assert services["sweeplab"]["profiles"] == ["train"]  # `up` starts only the servers
     assert set(compose_config["volumes"]) >= {"pgdata", "mlartifacts", "data"}
+
+
+def test_compose_ray_cluster(compose_config):
+    services = compose_config["services"]
+    head, worker = services["ray-head"], services["ray-worker"]
+    assert head["profiles"] == worker["profiles"] == ["cluster"]  # started only when asked for
+    assert worker["depends_on"]["ray-head"]["condition"] == "service_healthy"
+    assert "--head" in head["command"] and "--address=ray-head:6379" in worker["command"]
+    assert head["image"] == worker["image"] == services["sweeplab"]["image"]  # same code on every node
+    for node in (head, worker):
+        assert node["environment"]["SWEEPLAB_DATA_DIR"] == "/data"
+        assert node["environment"]["RAY_AUTH_MODE"] == services["sweeplab"]["environment"]["RAY_AUTH_MODE"]
+        assert "ports" not in node
 
 
 def test_compose_images_are_pinned(compose_config):

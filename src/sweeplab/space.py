@@ -145,10 +145,6 @@ def to_override(key: str, value: Any) -> str:
     return f"{key}={value}"
 
 
-def overrides_for(params: Sequence[Param], point: Mapping[str, Any]) -> list[str]:
-    return [to_override(p.key, point[p.key]) for p in params if p.key in point]
-
-
 def validate_space(params: Sequence[Param], base_overrides: Sequence[str], search_alg: str) -> None:
     """Fail before any trial starts: every key must exist and every choice must compose.
 

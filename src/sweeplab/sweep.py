@@ -36,7 +36,7 @@ RAY_ENV = {
 }
 for _key, _value in RAY_ENV.items():  # read by Ray at import time, so set before sweeplab.trial imports it
     os.environ.setdefault(_key, _value)
-from sweeplab.space import Param, grid_size, overrides_for, parse_space, validate_space  # noqa: E402
+from sweeplab.space import Param, grid_size, parse_space, validate_space  # noqa: E402
 from sweeplab.trial import FINAL, load_state, run_trial  # noqa: E402
 
 STATE_FILE = "sweeplab.json"  # beside Tune's own state: what `sweep resume` needs to rebuild the sweep
@@ -608,6 +608,3 @@ def _environment() -> dict[str, str]:
         "platform": platform.platform(),
         "cpus": str(os.cpu_count()),
     }
-
-
-__all__ = ["SweepRecorder", "SweepState", "find_sweep", "load_state", "overrides_for", "resume", "start"]

@@ -8,6 +8,7 @@ same code with one run.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -60,6 +61,7 @@ def is_local(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "/", "postgresql", "mysql"))
 
 
+@functools.lru_cache(maxsize=8)
 def git_commit(cwd: str | Path | None = None) -> str | None:
     try:
         out = subprocess.run(

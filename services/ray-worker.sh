@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Join a Ray cluster started by services/ray-head.sh, in the foreground (exec: signals reach it).
+#
+#   SWEEPLAB_RAY_ADDRESS=127.0.0.1:6379 services/ray-worker.sh
+#   SWEEPLAB_RAY_ADDRESS=10.0.0.5:6379 SWEEPLAB_RAY_HOST=10.0.0.6 SWEEPLAB_RAY_CPUS=8 services/ray-worker.sh
+#
+# Ray authenticates nodes with a token: on another machine, copy the head's ~/.ray/auth_token
+# (or set RAY_AUTH_TOKEN) first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RAY=.venv/bin/ray
+[ -x "$RAY" ] || RAY=ray
+export RAY_USAGE_STATS_ENABLED=0
+exec "$RAY" start --block \
+  --address="${SWEEPLAB_RAY_ADDRESS:?set SWEEPLAB_RAY_ADDRESS to the head, e.g. 127.0.0.1:6379}" \
+  --node-ip-address="${SWEEPLAB_RAY_HOST:-127.0.0.1}" \
+  --num-cpus="${SWEEPLAB_RAY_CPUS:-$(nproc)}" \
+  --disable-usage-stats
