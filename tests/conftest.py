@@ -47,6 +47,14 @@ def blob_data() -> DataBundle:
     return blobs()
 
 
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A fresh working directory: where the embedded store (./mlflow.db) and ./sweeps go."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
 def require_in_ci(reason: str) -> None:
     """Fail in CI (where everything must be present), skip on a developer's machine."""
     if os.environ.get("CI"):

@@ -22,11 +22,9 @@ SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
-    """A fresh embedded store: the working directory is where ./mlflow.db and ./mlartifacts go."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
+def store(workdir):
+    """The embedded store lives in the working directory: ./mlflow.db and ./mlartifacts."""
+    return workdir
 
 
 def only_run(store: Path, experiment: str):

@@ -24,14 +24,6 @@ STATUSES = {"completed", "early_stopped", "stopped_by_scheduler", "diverged", "f
 SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
 
 
-@pytest.fixture
-def workdir(tmp_path, monkeypatch):
-    """A fresh embedded store (./mlflow.db) and sweep directory (./sweeps) per test."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return tmp_path
-
-
 def write_space(root: Path, name: str, body: str) -> str:
     """A search space of the test's own, found through Hydra's search path."""
     (root / "search").mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,8 @@ def groups_help() -> str:
     except ConfigError as exc:
         lines.append(f"  ({exc})")
     lines.append("examples:")
+    lines.append("  sweeplab sweep experiment=fashion_mnist_sweep tune.num_samples=16")
+    lines.append("  sweeplab sweep data=digits search=optimizers tune=optuna trainer.epochs=10")
     lines.append("  sweeplab train experiment=course_fashion_mnist")
     lines.append(
         "  sweeplab train data=digits model.hidden=[256,128] optimizer=adam optimizer.lr=3e-4 regularizer=l2"

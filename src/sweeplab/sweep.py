@@ -338,6 +338,11 @@ def make_callback(sweep: SweepState, show: Callable[[SweepRecorder], None] | Non
     return _Recorder(sweep, show)
 
 
+def trial_dirname(trial) -> str:
+    """Short trial folders (Tune's default spells out every sampled value)."""
+    return f"trial_{trial.trial_id}"
+
+
 def _error_text(trial) -> str:
     text = trial.get_error() or ""
     if not text and trial.error_file and Path(trial.error_file).is_file():  # not yet synced to storage
@@ -540,6 +545,7 @@ def _run(
                     if tune_cfg["search_alg"] == "optuna"
                     else None,
                     reuse_actors=tune_cfg["reuse_actors"],
+                    trial_dirname_creator=trial_dirname,
                     time_budget_s=tune_cfg["time_budget_s"],
                 ),
                 run_config=tune.RunConfig(
@@ -547,7 +553,8 @@ def _run(
                     storage_path=str(Path(state.path).parent),
                     callbacks=[recorder, JsonLoggerCallback()],
                     failure_config=tune.FailureConfig(max_failures=tune_cfg["max_failures"]),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                    # the latest checkpoint holds the best weights too
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     verbose=0,
                 ),
             )
