@@ -223,16 +223,16 @@ class SweepRecorder:
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
         rec = self.record(trial)
-        if result.get(FINAL):
-            rec.status, rec.reason = result["trial_status"], result.get("trial_reason", "")
-            return
-        epoch = int(result["epoch"])
         if result.get("config_json") and not rec.config_logged:  # the trial's resolved config, once
             cfg = json.loads(result["config_json"])
             self.tracker.log_params(rec.run_id, cfg)
             self.tracker.log_config(rec.run_id, cfg)
             self.tracker.set_tags(rec.run_id, {"sweeplab.node": result["node_id"]})
             rec.config_logged = True
+        if result.get(FINAL):
+            rec.status, rec.reason = result["trial_status"], result.get("trial_reason", "")
+            return
+        epoch = int(result["epoch"])
         if epoch > rec.last_logged:  # a replayed epoch (restored from an older checkpoint) is logged once
             metrics = {
                 k: result[k]

@@ -107,6 +107,7 @@ def run_trial(
             "epoch": result.history[-1]["epoch"] if result.history else 0,
             "best_epoch": result.best_epoch or 0,
             metric: best.get(metric, worst) if result.status != "diverged" else worst,
+            **extra,  # still unsent when the trial diverged before its first epoch ended
         }
     )
     tune.report(final)
