@@ -267,8 +267,8 @@ class SweepRecorder:
         self._finish(trial, rec)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        if trial.status == "PAUSED":  # HyperBand pauses trials between brackets; it will start again
-            return
+        # HyperBand reports a trial it pauses as complete: it is closed as stopped by the scheduler,
+        # and reopened (on_trial_start) if HyperBand lets it go on.
         rec = self.record(trial)
         if not trial.last_result.get(FINAL):
             # Schedulers stop trials that reach max_t too; only a trial cut short was stopped by one.
