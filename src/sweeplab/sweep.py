@@ -553,8 +553,10 @@ def _run(
                     storage_path=str(Path(state.path).parent),
                     callbacks=[recorder, JsonLoggerCallback()],
                     failure_config=tune.FailureConfig(max_failures=tune_cfg["max_failures"]),
-                    # the latest checkpoint holds the best weights too
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    # the latest checkpoint holds the best weights too; PBT exploits older ones as well
+                    checkpoint_config=tune.CheckpointConfig(
+                        num_to_keep=3 if tune_cfg["scheduler"] == "pbt" else 1
+                    ),
                     verbose=0,
                 ),
             )
