@@ -79,7 +79,6 @@ def scheduler(tune_cfg: Mapping[str, Any], max_epochs: int, params: Sequence[Par
     from ray.tune.schedulers import (
         ASHAScheduler,
         FIFOScheduler,
-        HyperBandScheduler,
         MedianStoppingRule,
         PopulationBasedTraining,
     )
@@ -96,8 +95,15 @@ def scheduler(tune_cfg: Mapping[str, Any], max_epochs: int, params: Sequence[Par
             reduction_factor=tune_cfg["reduction_factor"],
         )
     if name == "hyperband":
-        return HyperBandScheduler(
-            time_attr="epoch", max_t=max_epochs, reduction_factor=tune_cfg["reduction_factor"]
+        # Asynchronous HyperBand: several ASHA brackets with different grace periods. Tune's
+        # synchronous HyperBandScheduler pauses trials until a bracket fills, which can leave a
+        # small sweep waiting forever.
+        return ASHAScheduler(
+            time_attr="epoch",
+            max_t=max_epochs,
+            grace_period=tune_cfg["grace_period"],
+            reduction_factor=tune_cfg["reduction_factor"],
+            brackets=3,
         )
     if name == "median":
         return MedianStoppingRule(
@@ -267,8 +273,8 @@ class SweepRecorder:
         self._finish(trial, rec)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        # HyperBand reports a trial it pauses as complete: it is closed as stopped by the scheduler,
-        # and reopened (on_trial_start) if HyperBand lets it go on.
+        # A scheduler that pauses a trial reports it complete: its run is closed as stopped by
+        # the scheduler, and reopened (on_trial_start) if the trial goes on.
         rec = self.record(trial)
         if not trial.last_result.get(FINAL):
             # Schedulers stop trials that reach max_t too; only a trial cut short was stopped by one.
