@@ -87,23 +87,16 @@ def scheduler(tune_cfg: Mapping[str, Any], max_epochs: int, params: Sequence[Par
     # time_attr="epoch": the trial's final result repeats its last epoch, so it never counts as progress
     if name == "fifo":
         return FIFOScheduler()
-    if name == "asha":
+    if name in ("asha", "hyperband"):
+        # hyperband is asynchronous HyperBand: several ASHA brackets with different grace periods.
+        # Tune's synchronous HyperBandScheduler pauses trials until a bracket fills, which can
+        # leave a small sweep waiting forever.
         return ASHAScheduler(
             time_attr="epoch",
             max_t=max_epochs,
             grace_period=tune_cfg["grace_period"],
             reduction_factor=tune_cfg["reduction_factor"],
-        )
-    if name == "hyperband":
-        # Asynchronous HyperBand: several ASHA brackets with different grace periods. Tune's
-        # synchronous HyperBandScheduler pauses trials until a bracket fills, which can leave a
-        # small sweep waiting forever.
-        return ASHAScheduler(
-            time_attr="epoch",
-            max_t=max_epochs,
-            grace_period=tune_cfg["grace_period"],
-            reduction_factor=tune_cfg["reduction_factor"],
-            brackets=3,
+            brackets=3 if name == "hyperband" else 1,
         )
     if name == "median":
         return MedianStoppingRule(
@@ -149,7 +142,6 @@ class TrialRecord:
     history: list[dict[str, float]] = field(default_factory=list)
     last_logged: int = 0
     retries: int = 0
-    checkpoint_path: str | None = None
     config_logged: bool = False
 
 
@@ -251,12 +243,6 @@ class SweepRecorder:
             rec.last_logged = epoch
         self._show()
 
-    def on_trial_save(self, iteration, trials, trial, **info) -> None:
-        pass
-
-    def on_trial_restore(self, iteration, trials, trial, **info) -> None:
-        pass
-
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         rec = self.record(trial)
         rec.retries += 1
@@ -290,8 +276,6 @@ class SweepRecorder:
     def _finish(self, trial, rec: TrialRecord) -> None:
         if rec.run_id is None:  # failed before it started
             return
-        if trial.checkpoint is not None:
-            rec.checkpoint_path = trial.checkpoint.path
         best = best_checkpoint(load_state(trial.checkpoint)) if trial.checkpoint is not None else None
         self.tracker.finish_trial(
             rec.run_id,
@@ -303,15 +287,6 @@ class SweepRecorder:
             smoothing=self.sweep.smoothing,
         )
         self._show()
-
-    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
-        pass
-
-    def on_step_begin(self, iteration, trials, **info) -> None:
-        pass
-
-    def on_step_end(self, iteration, trials, **info) -> None:
-        pass
 
     def on_experiment_end(self, trials, **info) -> None:
         self._show()
