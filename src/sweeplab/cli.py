@@ -151,7 +151,7 @@ def ui_hint(tracking_cfg: dict, run_id: str, overrides) -> str:
 
 
 def _sweep(cfg: dict, run) -> int:
-    from sweeplab.sweep_view import LiveView, print_summary
+    from sweeplab.sweep.view import LiveView, print_summary
 
     tune_cfg = cfg["tune"]
     console.print(

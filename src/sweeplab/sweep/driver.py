@@ -558,7 +558,7 @@ def _run(
         tracker.mark_interrupted(state.parent_run_id, state.name)
         raise SweepInterrupted(state)
     _close_unfinished(recorder, tracker, "stopped_by_budget")
-    from sweeplab.sweep_summary import summarize
+    from sweeplab.sweep.summary import summarize
 
     summary = summarize(cfg, state, tracker, wall)
     return SweepOutcome(state, summary)
