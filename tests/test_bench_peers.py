@@ -57,6 +57,7 @@ def test_log_becomes_figures(tmp_path):
     assert f["reach"]["0.89"] == {"t": 30.0, "trial_epochs": 5}
     assert f["reach"]["0.90"] == {"t": 41.0, "trial_epochs": 6}
     assert f["reach"]["0.95"] is None
+    assert time_to(list(reversed(records)), 0.89) == {"t": 30.0, "trial_epochs": 5}  # any order in
 
 
 def test_best_so_far_never_decreases():
