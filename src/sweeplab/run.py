@@ -65,6 +65,7 @@ def train_and_track(
     cfg: Mapping[str, Any],
     data: DataBundle | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> RunOutcome:
     """Train one model from a resolved config; record it as one MLflow run when tracking is enabled.
 
@@ -80,7 +81,8 @@ def train_and_track(
 
     tracker = Tracker(tcfg)
     run_name = tcfg["run_name"] or f"{cfg['model']['name']}-{cfg['optimizer']['name']}-{cfg['data']['name']}"
-    run_id = tracker.start_run(tcfg["experiment"], run_name, cfg, tags={"data.fingerprint": data.fingerprint})
+    run_tags = {"data.fingerprint": data.fingerprint, **(tags or {})}  # tags: e.g. a nightly run's night and entry
+    run_id = tracker.start_run(tcfg["experiment"], run_name, cfg, tags=run_tags)
 
     def log_epoch(metrics: dict[str, float]) -> None:
         tracker.log_metrics(run_id, metrics, step=int(metrics["epoch"]))
