@@ -57,5 +57,9 @@ lint: $(STAMP)
 ui: $(STAMP)
 	$(VENV)/bin/sweeplab ui
 
+# Everything the project writes here: the venv, caches, build output, the embedded MLflow store
+# and its artifacts, sweeps, benchmark output. Asks nothing; data sets (data/, ~/.cache/sweeplab) stay.
 clean:
-	rm -rf $(VENV) .pytest_cache mlruns
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info \
+	  mlflow.db mlartifacts mlruns sweeps .bench outputs
+	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +

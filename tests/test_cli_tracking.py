@@ -12,8 +12,10 @@ from pathlib import Path
 import mlflow
 import pytest
 import torch
+import yaml
 from mlflow.tracking import MlflowClient
 
+import sweeplab
 from sweeplab.cli import main
 from sweeplab.models import WithProbabilities, build_model
 from sweeplab.run import train_and_track
@@ -35,18 +37,30 @@ def only_run(store: Path, experiment: str):
     return client, runs[0]
 
 
-def test_train_command_writes_a_complete_run(store):
+def git_head() -> str | None:
     out = subprocess.run(
-        [*SWEEPLAB, "train", "data=digits", "trainer.epochs=2", "tracking.experiment=e2e"],
+        ["git", "rev-parse", "HEAD"], cwd=Path(sweeplab.__file__).parent, capture_output=True, text=True
+    )
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def test_train_command_writes_a_complete_run(store):
+    # A name longer than a terminal line: printed to a pipe, nothing may be cut to fit 80 columns.
+    experiment = "e2e-" + "x" * 90
+    head_before = git_head()
+    out = subprocess.run(
+        [*SWEEPLAB, "train", "data=digits", "trainer.epochs=2", f"tracking.experiment={experiment}"],
         capture_output=True,
         text=True,
         timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "COLUMNS"},
     )
     assert out.returncode == 0, out.stderr
     assert "epoch   1/2" in out.stdout and "epoch   2/2" in out.stdout
     assert "test/acc" in out.stdout and "sweeplab ui" in out.stdout
+    assert f"in experiment '{experiment}'" in out.stdout and f"sqlite:///{store / 'mlflow.db'}" in out.stdout
 
-    client, run = only_run(store, "e2e")
+    client, run = only_run(store, experiment)
     assert run.info.status == "FINISHED" and run.data.tags["sweeplab.status"] == "completed"
     for key in ("train/loss", "train/acc", "val/loss", "val/acc", "lr", "epoch_time_s"):
         history = client.get_metric_history(run.info.run_id, key)
@@ -57,7 +71,12 @@ def test_train_command_writes_a_complete_run(store):
     assert params["optimizer.name"] == "rmsprop" and params["trainer.epochs"] == "2"
     tags = run.data.tags
     assert tags["sweeplab.version"] and tags["data.fingerprint"]
-    assert tags.get("mlflow.source.git.commit", "x")  # present when sweeplab runs from a git checkout
+    # The commit of the code that ran (not of the working directory); none outside a git checkout.
+    heads = {head_before, git_head()} - {None}  # others may commit to this checkout meanwhile
+    if heads:
+        assert tags["mlflow.source.git.commit"] in heads
+    else:
+        assert "mlflow.source.git.commit" not in tags
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"config.yaml", "model_summary.txt", "plots", "checkpoints"} <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "plots")] == ["plots/learning_curve.png"]
@@ -158,15 +177,44 @@ def test_bad_input_is_one_clear_line(store, capsys):
     assert not (store / "mlflow.db").exists()  # nothing was started
     assert main(["train", "data=npz"]) == 2
     assert "data.path" in capsys.readouterr().err
+    # A hint in brackets is printed as it is, not taken for Rich markup.
+    assert main(["train", "data=imdb", "data.vectorize=sequence", "data.char_ngrams=[1,2,3]"]) == 2
+    assert "should be [min, max] n-gram lengths: [3, 5]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "data=digits", "trainer.epochs=-3"],
+        ["train", "data=digits", "trainer.batch_size=0"],
+        ["sweep", "data=digits", "tune=asha", "trainer.epochs=0"],
+        ["sweep", "data=digits", "tune.num_samples=0"],
+    ],
+)
+def test_settings_that_cannot_work_create_nothing(store, capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and argv[-1].split("=")[0] in err
+    assert sorted(p.name for p in store.iterdir()) == []  # no store, no sweep folder, no run
 
 
 def test_cfg_help_and_summary(store, capsys):
     assert main(["train", "--cfg", "experiment=course_fashion_mnist", "optimizer.lr=0.01"]) == 0
-    printed = capsys.readouterr().out
-    assert "hidden:\n  - 128" in printed and "lr: 0.01" in printed
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["hidden"] == [128] and printed["optimizer"]["lr"] == 0.01
+    assert {"data", "trainer", "tracking"} <= printed.keys() and not {
+        "search",
+        "tune",
+        "cluster",
+    } & printed.keys()
+    assert main(["train", "--cfg", "all", "tune.num_samples=3"]) == 0
+    everything = yaml.safe_load(capsys.readouterr().out)
+    assert everything["tune"]["num_samples"] == 3 and {"search", "cluster", "model"} <= everything.keys()
     with pytest.raises(SystemExit):
         main(["--help"])
     helptext = capsys.readouterr().out
+    assert "sweeplab sweep [" in helptext and "sweeplab sweep resume" in helptext
+    assert "``" not in helptext  # the module docstring's RST markup is not printed
     for group in (
         "data",
         "model",

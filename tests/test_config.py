@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import blobs
 
-from sweeplab.config import GROUPS, ConfigError, compose, group_options, to_container
+from sweeplab.config import GROUPS, ConfigError, compose, group_options, to_container, validate_sweep
 from sweeplab.data import DataBundle
 from sweeplab.models import build_model
 from sweeplab.training import Trainer
@@ -93,3 +93,40 @@ def test_build_model_rejects_mismatched_data(make_cfg):
     cfg = make_cfg("model=embedding_bag")
     with pytest.raises(ValueError, match="data.vectorize=sequence"):
         build_model(cfg["model"], cfg["regularizer"], blobs(n=30))
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("trainer.epochs=0", "trainer.epochs"),
+        ("trainer.epochs=-3", "trainer.epochs"),
+        ("trainer.batch_size=0", "trainer.batch_size"),
+        ("trainer.eval_batch_size=-1", "trainer.eval_batch_size"),
+        ("tune.num_samples=0", "tune.num_samples"),
+        ("tune.grace_period=0", "tune.grace_period"),
+        ("tune.reduction_factor=1", "tune.reduction_factor"),
+        ("tune.max_concurrent_trials=0", "tune.max_concurrent_trials"),
+        ("trainer.early_stopping.patience=0", "trainer.early_stopping.patience"),
+        ("optimizer.lr=0", "optimizer.lr"),
+        ("regularizer.dropout=1.0", "regularizer.dropout"),
+    ],
+)
+def test_settings_that_cannot_work_are_refused_while_composing(override, key):
+    with pytest.raises(ConfigError) as err:
+        compose([override])
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{key}=") and "must be" in message
+
+
+def test_every_experiment_passes_validation():  # the other groups' options compose in the test above
+    for option in group_options("experiment"):
+        compose([f"experiment={option}"])
+
+
+def test_a_sweep_refuses_a_grace_period_longer_than_its_trials():
+    cfg = to_container(compose(["tune=asha", "tune.grace_period=5", "trainer.epochs=3"]))
+    with pytest.raises(ConfigError, match="tune.grace_period=5 is more than the 3 epochs"):
+        validate_sweep(cfg, max_epochs=3)
+    validate_sweep(cfg, max_epochs=5)  # e.g. the search space lets trials run 5 epochs
+    fifo = to_container(compose(["tune=fifo", "tune.grace_period=5", "trainer.epochs=3"]))
+    validate_sweep(fifo, max_epochs=3)  # FIFO stops nothing: the grace period means nothing to it

@@ -6,13 +6,16 @@ import math
 
 import pytest
 import torch
+from conftest import blobs
 from torch import nn
 
+from sweeplab.data import DataBundle
 from sweeplab.models import (
     CNN,
     MLP,
     EmbeddingBagClassifier,
     WithProbabilities,
+    build_model,
     glorot_init,
     load_word_vectors,
 )
@@ -76,7 +79,86 @@ def test_cnn_shapes_for_fashion_and_digits():
     assert CNN((1, 28, 28), 10)(torch.rand(2, 1, 28, 28)).shape == (2, 10)
     assert CNN((1, 8, 8), 10, channels=[8, 16, 16, 16])(torch.rand(2, 1, 8, 8)).shape == (2, 10)
     with pytest.raises(ValueError, match="model=mlp"):
-        CNN((784,), 10)
+        CNN((2, 3, 4, 5), 10)
+
+
+def test_cnn_takes_1d_signals_with_conv1d():
+    model = CNN((40,), 3, channels=[8, 16])  # an npz's (N, 40) array: one channel of 40 samples
+    assert model(torch.rand(5, 40)).shape == (5, 3)
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
+    assert [type(m) for m in convs] == [nn.Conv1d, nn.Conv1d] and convs[0].in_channels == 1
+    assert CNN((2, 40), 3)(torch.rand(5, 2, 40)).shape == (5, 3)  # (channels, length)
+    with_bn = CNN((40,), 2, batch_norm=True)
+    assert any(isinstance(m, nn.BatchNorm1d) for m in with_bn.features)
+
+
+def test_cnn_learns_a_pattern_in_signals(tmp_path, make_cfg):
+    """Bring-your-own sequences get a convolutional baseline: a pulse shape anywhere in the signal."""
+    import numpy as np
+
+    from sweeplab.data import load_data
+    from sweeplab.training import Trainer
+
+    rng = np.random.default_rng(0)
+    n, length = 600, 40
+    y = np.arange(n) % 3
+    shapes = np.array([[1, 1, 1, 1], [1, -1, 1, -1], [-1, -1, 1, 1]], dtype=np.float32) * 2
+    x = rng.normal(scale=0.3, size=(n, length)).astype(np.float32)
+    for i, start in enumerate(rng.integers(0, length - 4, n)):
+        x[i, start : start + 4] += shapes[y[i]]
+    np.savez(tmp_path / "signals.npz", x_train=x, y_train=y)
+    cfg = make_cfg(
+        "data=npz",
+        f"data.path={tmp_path / 'signals.npz'}",
+        "data.scale=none",
+        "model=cnn",
+        "model.channels=[16]",
+        "model.kernel_size=5",
+        "model.hidden=[32]",
+        "optimizer=adam",
+        "trainer.epochs=8",
+        "trainer.batch_size=32",
+    )
+    data = load_data(cfg["data"])
+    assert data.input_shape == (40,) and data.kind == "vector"
+    trainer = Trainer(cfg, data)
+    assert isinstance(trainer.model.features[0], nn.Conv1d)
+    assert trainer.fit().best["val/acc"] > 0.9
+
+
+def test_cnn_refuses_token_ids(make_cfg):
+    cfg = make_cfg("model=cnn")
+    flat = blobs(n=30)
+    ids = [torch.randint(1, 50, (len(y), 12)) for y in (flat.y_train, flat.y_val, flat.y_test)]
+    tokens = DataBundle(
+        ids[0],
+        flat.y_train,
+        ids[1],
+        flat.y_val,
+        ids[2],
+        flat.y_test,
+        num_classes=3,
+        kind="tokens",
+        class_names=flat.class_names,
+        fingerprint="t",
+        num_embeddings=50,
+    )
+    with pytest.raises(ValueError, match="model=embedding_bag"):
+        build_model(cfg["model"], cfg["regularizer"], tokens)
+
+
+def test_summary_leaves_the_model_on_its_device():
+    """torchinfo moves a model to the device it is given; the summary must not take a GPU model off its GPU.
+
+    No GPU here: "meta" is a device other than the CPU that torch runs the same code paths for."""
+    with torch.device("meta"):
+        model = MLP((1, 28, 28), num_classes=10, hidden=[128])
+    text = model_summary(model, (1, 28, 28), "image")
+    assert "Total params: 101,770" in text
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    cpu_model = MLP((4,), 3, [8]).train()
+    model_summary(cpu_model, (4,), "vector")
+    assert cpu_model.training  # and in the mode it was in
 
 
 def test_embedding_bag_ignores_padding_and_averages():

@@ -213,3 +213,54 @@ def test_checkpoint_restore_continues_exactly(make_cfg, blob_data):
     assert [{k: v for k, v in h.items() if k not in drop} for h in history] == [
         {k: v for k, v in h.items() if k not in drop} for h in straight
     ]
+
+
+def save_as_on_a_gpu(state, path) -> None:
+    """Write ``state`` as torch.save does on a CUDA machine: every storage tagged with device cuda:0.
+
+    The legacy serialization keeps each storage's device as a pickled string, so the tag can be
+    rewritten byte for byte; the values stay those of the CPU run."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf, _use_new_zipfile_serialization=False)
+    cpu_tag = b"X\x03\x00\x00\x00cpu"  # BINUNICODE "cpu", pickle protocol 2
+    assert cpu_tag in buf.getvalue()
+    path.write_bytes(buf.getvalue().replace(cpu_tag, b"X\x06\x00\x00\x00cuda:0"))
+
+
+def test_a_checkpoint_written_on_a_gpu_restores_on_a_cpu(make_cfg, blob_data, tmp_path):
+    from sweeplab.checkpoints import load
+
+    cfg = small(make_cfg, "trainer.epochs=4", "regularizer=dropout", "regularizer.dropout=0.2")
+    straight = Trainer(cfg, blob_data).fit().history
+    first = Trainer({**cfg, "trainer": {**cfg["trainer"], "epochs": 2}}, blob_data)
+    first.fit()
+    path = tmp_path / "state.pt"
+    save_as_on_a_gpu(first.checkpoint(), path)
+    if not torch.cuda.is_available():  # the file really claims a GPU: a plain torch.load cannot open it here
+        with pytest.raises(RuntimeError, match="CUDA"):
+            torch.load(path, weights_only=False)
+
+    resumed = Trainer(cfg, blob_data)
+    resumed.restore(load(path))
+    assert {p.device for p in resumed.model.parameters()} == {resumed.device}
+    history = resumed.fit().history
+    drop = ("epoch_time_s",)
+    assert [{k: v for k, v in h.items() if k not in drop} for h in history] == [
+        {k: v for k, v in h.items() if k not in drop} for h in straight
+    ]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_checkpoint_restore_continues_exactly_on_a_gpu(make_cfg, blob_data):
+    """Dropout masks on a GPU come from the GPU's generator: its state travels in the checkpoint."""
+    cfg = small(make_cfg, "trainer.device=cuda", "trainer.epochs=4", "regularizer=dropout")
+    straight = Trainer(cfg, blob_data).fit().history
+    first = Trainer({**cfg, "trainer": {**cfg["trainer"], "epochs": 2}}, blob_data)
+    first.fit()
+    state = first.checkpoint()
+    resumed = Trainer(cfg, blob_data)  # seeds the GPU's generator afresh, as a retried trial's process does
+    resumed.restore(state)
+    history = resumed.fit().history
+    assert [h["val/loss"] for h in history] == [h["val/loss"] for h in straight]

@@ -1,11 +1,13 @@
-"""The ``sweeplab`` command.
+"""sweeplab: hyperparameter sweeps of PyTorch networks (Hydra configs, Ray Tune, MLflow).
 
-    sweeplab train [overrides...]      one tracked training run
-    sweeplab train --cfg [overrides]   print the composed config and exit
-    sweeplab summary [overrides...]    the model's Keras-style summary
-    sweeplab ui                        the MLflow UI on the configured store
+  sweeplab sweep [overrides...]                   tune hyperparameters on Ray Tune, tracked in MLflow
+  sweeplab sweep resume <name|dir|parent run id>  continue an interrupted sweep
+  sweeplab train [overrides...]                   one tracked training run
+  sweeplab train --cfg [all] [overrides...]       print the composed config (training sections, or all)
+  sweeplab summary [overrides...]                 the model's Keras-style summary
+  sweeplab ui                                     the MLflow UI on the configured store
 
-Overrides use Hydra's grammar: ``model.hidden=[256,128] optimizer=adam optimizer.lr=3e-4``.
+Overrides use Hydra's grammar: model.hidden=[256,128] optimizer=adam optimizer.lr=3e-4
 """
 
 from __future__ import annotations
@@ -18,11 +20,38 @@ from collections.abc import Sequence
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from sweeplab.config import GROUPS, ConfigError, compose, group_options, to_container
 
 console = Console(highlight=False, soft_wrap=True)  # long URIs and paths stay copyable
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# Off a terminal (a file, a pipe) Rich would lay everything out for 80 columns and cut table
+# cells and live lines with "…"; there, nothing has to fit, so nothing is cut.
+WIDTH_OFF_TERMINAL = 4096
+# What `train --cfg` shows: the sections a training run reads (`--cfg all` adds search, tune, cluster).
+TRAINING_SECTIONS = (
+    "data",
+    "model",
+    "optimizer",
+    "regularizer",
+    "lr_schedule",
+    "trainer",
+    "tracking",
+    "seed",
+)
+CFG_SCOPES = ("train", "all")
+
+
+def fit_consoles_to_output() -> None:
+    for c in (console, err_console):
+        c.width = None if c.is_terminal or os.environ.get("COLUMNS") else WIDTH_OFF_TERMINAL
+
+
+def print_error(label: str, style: str, message: object) -> None:
+    """``label: message`` on stderr; the message is printed as it is (a hint like ``choice[a, b]``
+    is not Rich markup)."""
+    err_console.print(Text.assemble((label, style), ": ", str(message)))
 
 
 def groups_help() -> str:
@@ -54,7 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text, description=text, epilog=groups_help(), formatter_class=fmt)
         p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. optimizer=adam trainer.epochs=10")
-        p.add_argument("--cfg", action="store_true", help="print the composed config and exit")
+        p.add_argument(
+            "--cfg",
+            nargs="?",
+            const="train",
+            metavar="all",
+            help="print the composed config and exit: the sections training reads, or with `all` every one",
+        )
     text = "tune hyperparameters on Ray Tune; MLflow gets a parent run with one child run per trial"
     sw = sub.add_parser(
         "sweep",
@@ -75,26 +110,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    fit_consoles_to_output()
     args = build_parser().parse_args(argv)
+    if getattr(args, "cfg", None) not in (None, True, False, *CFG_SCOPES):
+        args.overrides.insert(0, args.cfg)  # `--cfg a=b ...`: argparse took the first override for a scope
+        args.cfg = "train"
     try:
         if args.command == "sweep" and args.overrides[:1] == ["resume"]:
             return cmd_sweep_resume(args)
         cfg_node = compose(args.overrides)
         if getattr(args, "cfg", False):
-            from omegaconf import OmegaConf
-
-            console.print(OmegaConf.to_yaml(cfg_node), end="", markup=False)
+            console.print(
+                config_yaml(cfg_node, "all" if args.cfg is True else args.cfg), end="", markup=False
+            )
             return 0
         cfg = to_container(cfg_node)
         commands = {"train": cmd_train, "sweep": cmd_sweep, "summary": cmd_summary, "ui": cmd_ui}
         return commands[args.command](cfg, args)
     except KeyboardInterrupt as exc:  # a sweep says how to resume; a train run was closed as KILLED
-        message = str(exc) or "the run was closed as KILLED with the epochs already logged"
-        err_console.print(f"[yellow]interrupted[/]: {message}")
+        print_error(
+            "interrupted", "yellow", str(exc) or "the run was closed as KILLED with the epochs already logged"
+        )
         return 130
     except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:  # DataError is a RuntimeError
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True)
+        print_error("error", "bold red", exc)
         return 2
+
+
+def config_yaml(cfg_node, scope: str) -> str:
+    from omegaconf import OmegaConf
+
+    if scope == "train":
+        cfg_node = OmegaConf.masked_copy(cfg_node, [k for k in TRAINING_SECTIONS if k in cfg_node])
+    return OmegaConf.to_yaml(cfg_node)
 
 
 # ------------------------------------------------------------------ train
@@ -108,7 +156,7 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> int:
 
     with console.status(f"loading {cfg['data']['name']} ..."):
         data = load_data(cfg["data"])
-    console.print(f"[bold]data[/] {cfg['data']['name']}: {data.describe()}")
+    console.print(Text.assemble(("data", "bold"), f" {cfg['data']['name']}: {data.describe()}"))
     epochs = cfg["trainer"]["epochs"]
 
     def progress(m: dict[str, float]) -> None:
@@ -121,7 +169,7 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> int:
     result = outcome.result
     table = Table(title="run summary", show_header=False, title_justify="left")
     style = {"completed": "green", "early_stopped": "cyan", "diverged": "red"}[result.status]
-    table.add_row("status", f"[{style}]{result.status}[/] — {result.reason}")
+    table.add_row("status", Text.assemble((result.status, style), f" — {result.reason}"))
     if result.best_epoch is not None:
         table.add_row(
             "best epoch", f"{result.best_epoch}  ({fmt_metrics(result.best, ('val/loss', 'val/acc'))})"
@@ -132,12 +180,12 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> int:
     if outcome.run_id:
         from sweeplab.tracking import resolve_uri
 
-        table.add_row("mlflow run", f"{outcome.run_id} in experiment '{cfg['tracking']['experiment']}'")
-        table.add_row("store", resolve_uri(cfg["tracking"]["uri"]))
+        table.add_row("mlflow run", Text(f"{outcome.run_id} in experiment '{cfg['tracking']['experiment']}'"))
+        table.add_row("store", Text(resolve_uri(cfg["tracking"]["uri"])))
         see_it = ui_hint(cfg["tracking"], outcome.run_id, args.overrides)
     console.print(table)
     if see_it:
-        console.print(f"see it in the MLflow UI: {see_it}")
+        console.print(f"see it in the MLflow UI: {see_it}", markup=False)
     return 0 if result.status != "diverged" else 1
 
 

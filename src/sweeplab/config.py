@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -380,12 +381,21 @@ def register_configs() -> None:
 
 # ------------------------------------------------------------------ compose
 def config_dir() -> Path:
-    """``$SWEEPLAB_CONFIG_DIR``, else the repository's ``conf/`` beside ``src/``."""
-    env = os.environ.get("SWEEPLAB_CONFIG_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "conf"
-    if not (path / "config.yaml").is_file():
-        raise ConfigError(f"no config.yaml in {path}; set SWEEPLAB_CONFIG_DIR to sweeplab's conf/ directory")
-    return path
+    """``$SWEEPLAB_CONFIG_DIR``; else the repository's ``conf/`` beside ``src/`` (a source checkout);
+    else the copy installed with the package (``sweeplab/conf``, mapped from ``conf/`` when the wheel
+    is built)."""
+    if env := os.environ.get("SWEEPLAB_CONFIG_DIR"):
+        candidates = [Path(env)]
+    else:
+        here = Path(__file__).resolve().parent
+        candidates = [here.parents[1] / "conf", here / "conf"]
+    for path in candidates:
+        if (path / "config.yaml").is_file():
+            return path
+    raise ConfigError(
+        f"no config.yaml in {' or '.join(map(str, candidates))}; set SWEEPLAB_CONFIG_DIR to sweeplab's "
+        "conf/ directory"
+    )
 
 
 def group_options(group: str) -> list[str]:
@@ -416,7 +426,58 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "con
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(explain(exc)) from None
+    validate(cfg)
     return cfg
+
+
+# ------------------------------------------------------------------ validate
+# Values no run can work with, whatever the command: refused before anything is created.
+# (dotted key, test, what the value must be)
+_RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("trainer.epochs", lambda v: v >= 1, "at least 1"),
+    ("trainer.batch_size", lambda v: v >= 1, "at least 1"),
+    ("trainer.eval_batch_size", lambda v: v >= 1, "at least 1"),
+    ("trainer.num_threads", lambda v: v >= 0, "0 (torch's default) or more"),
+    ("trainer.early_stopping.patience", lambda v: v >= 1, "at least 1"),
+    ("trainer.early_stopping.smoothing", lambda v: v >= 1, "at least 1 (1: no smoothing)"),
+    ("trainer.early_stopping.min_delta", lambda v: v >= 0, "0 or more"),
+    ("optimizer.lr", lambda v: v > 0, "positive"),
+    ("regularizer.l1", lambda v: v >= 0, "0 or more"),
+    ("regularizer.l2", lambda v: v >= 0, "0 or more"),
+    ("regularizer.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("tune.num_samples", lambda v: v >= 1, "at least 1"),
+    ("tune.max_concurrent_trials", lambda v: v >= 1, "at least 1"),
+    ("tune.cpus_per_trial", lambda v: v > 0, "positive"),
+    ("tune.gpus_per_trial", lambda v: v >= 0, "0 or more"),
+    ("tune.time_budget_s", lambda v: v is None or v > 0, "positive, or null for no budget"),
+    ("tune.grace_period", lambda v: v >= 1, "at least 1"),
+    ("tune.reduction_factor", lambda v: v >= 2, "at least 2"),
+    ("tune.perturbation_interval", lambda v: v >= 1, "at least 1"),
+)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Refuse settings that cannot work (``trainer.epochs=0``, ``tune.num_samples=-1``, ...)
+    with one :class:`ConfigError` line naming the key; the schema has checked the types."""
+    for key, ok, must_be in _RULES:
+        value = OmegaConf.select(cfg, key, default=_ABSENT)
+        if value is not _ABSENT and not ok(value):
+            raise ConfigError(f"{key}={value} cannot work: it must be {must_be}")
+
+
+def validate_sweep(cfg: Mapping[str, Any], max_epochs: int) -> None:
+    """What a sweep needs on top of :func:`validate`; ``max_epochs`` is the most a trial may run
+    (``trainer.epochs``, or the largest value the search space gives it)."""
+    tune = cfg["tune"]
+    if tune["scheduler"] in ("asha", "hyperband") and tune["grace_period"] > max_epochs:
+        raise ConfigError(
+            f"tune.grace_period={tune['grace_period']} is more than the {max_epochs} epochs a trial runs: "
+            f"{tune['scheduler']} judges trials after grace_period epochs; lower tune.grace_period or "
+            "raise trainer.epochs"
+        )
+
+
+_ABSENT = object()
 
 
 def to_container(cfg: DictConfig) -> dict[str, Any]:

@@ -62,7 +62,12 @@ class MLP(nn.Sequential):
 
 
 class CNN(nn.Module):
-    """A small conv net: [Conv -> (BatchNorm) -> activation -> MaxPool] blocks, then a dense head."""
+    """A small conv net: [Conv -> (BatchNorm) -> activation -> MaxPool] blocks, then a dense head.
+
+    Images ``(channels, height, width)`` get 2-D convolutions. Signals get 1-D ones:
+    ``(length,)`` (an npz's ``(N, 40)`` array of 40-sample sequences is one channel) or
+    ``(channels, length)``.
+    """
 
     def __init__(
         self,
@@ -76,27 +81,37 @@ class CNN(nn.Module):
         batch_norm: bool = False,
     ):
         super().__init__()
-        if len(input_shape) != 3:
+        shape = tuple(input_shape)
+        self.one_channel = len(shape) == 1  # (N, length) batches get their channel in forward
+        if self.one_channel:
+            shape = (1, *shape)
+        if len(shape) not in (2, 3):
             raise ValueError(
-                "model=cnn needs image data (channels, height, width); "
-                f"this data set gives {tuple(input_shape)}"
-                " — use model=mlp"
+                "model=cnn needs images (channels, height, width) or signals (length) / (channels, length); "
+                f"this data set gives {tuple(input_shape)} — use model=mlp"
             )
-        c_in, h, w = input_shape
+        conv, norm, pool = (
+            (nn.Conv1d, nn.BatchNorm1d, nn.MaxPool1d)
+            if len(shape) == 2
+            else (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d)
+        )
+        c_in, *size = shape
         blocks: list[nn.Module] = []
         for c_out in channels:
-            blocks.append(nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2))
+            blocks.append(conv(c_in, c_out, kernel_size, padding="same"))  # "same": even kernels too
             if batch_norm:
-                blocks.append(nn.BatchNorm2d(c_out))
+                blocks.append(norm(c_out))
             blocks.append(ACTIVATIONS[activation]())
-            if h >= 2 and w >= 2:  # tiny inputs (8x8 digits) run out of room to pool
-                blocks.append(nn.MaxPool2d(2))
-                h, w = h // 2, w // 2
+            if min(size) >= 2:  # tiny inputs (8x8 digits) run out of room to pool
+                blocks.append(pool(2))
+                size = [s // 2 for s in size]
             c_in = c_out
         self.features = nn.Sequential(*blocks)
-        self.head = MLP((c_in, h, w), num_classes, hidden, activation, dropout, batch_norm)
+        self.head = MLP((c_in, *size), num_classes, hidden, activation, dropout, batch_norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.one_channel:
+            x = x.unsqueeze(1)
         return self.head(self.features(x))
 
 
@@ -151,7 +166,7 @@ class WithProbabilities(nn.Module):
 def glorot_init(model: nn.Module) -> None:
     """Keras's defaults: Glorot-uniform weights, zero biases (the course's networks)."""
     for m in model.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d)):
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             nn.init.xavier_uniform_(m.weight)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
@@ -209,6 +224,10 @@ def build_model(model_cfg: Mapping[str, Any], regularizer_cfg: Mapping[str, Any]
             )
         model: nn.Module = MLP(data.input_shape, hidden=model_cfg["hidden"], **common)
     elif name == "cnn":
+        if data.kind == "tokens":
+            raise ValueError(
+                "model=cnn cannot read token ids; use model=embedding_bag or data.vectorize=multi_hot"
+            )
         model = CNN(
             data.input_shape,
             channels=model_cfg["channels"],

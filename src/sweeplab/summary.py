@@ -10,6 +10,9 @@ from torchinfo import summary
 def model_summary(model: nn.Module, input_shape: tuple[int, ...], kind: str) -> str:
     """The summary table as text. ``kind`` is the DataBundle's: token models take int64 ids."""
     dtype = torch.long if kind == "tokens" else torch.float32
+    # torchinfo moves the model to the device it is given and leaves it there: give it the model's
+    # own, so a model the Trainer already put on a GPU is not moved to the CPU under its feet.
+    device = next(model.parameters(), torch.empty(0)).device
     stats = summary(
         model,
         input_size=(1, *input_shape),
@@ -17,7 +20,7 @@ def model_summary(model: nn.Module, input_shape: tuple[int, ...], kind: str) -> 
         col_names=("output_size", "num_params"),
         row_settings=("var_names",),
         depth=4,
-        device="cpu",
+        device=device,
         verbose=0,
     )
     return str(stats)

@@ -282,9 +282,17 @@ class Trainer:
             "best_state": self.best_state,
             "shuffle": self.shuffle.get_state(),
             "torch_rng": torch.get_rng_state(),
+            # On a GPU, dropout masks come from the device's own generator, not the CPU's.
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`checkpoint`, whichever device wrote it.
+
+        Load the state onto the CPU (``torch.load(..., map_location="cpu")``): weights and
+        optimizer state are copied to this trainer's device here, and random states must be
+        CPU byte tensors. A GPU's random state is restored only on a GPU.
+        """
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.schedule is not None and state["schedule"] is not None:
@@ -292,5 +300,7 @@ class Trainer:
         self.stopper.load_state_dict(state["stopper"])
         self.history = list(state["history"])
         self.best_state = state["best_state"]
-        self.shuffle.set_state(state["shuffle"])
-        torch.set_rng_state(state["torch_rng"])
+        self.shuffle.set_state(state["shuffle"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)

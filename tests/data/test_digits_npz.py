@@ -160,3 +160,110 @@ def test_npz_not_an_npz_file(tmp_path):
         load_data(npz_cfg(tmp_path / "junk.npz"))
     with pytest.raises(DataError, match="does not exist"):
         load_data(npz_cfg(tmp_path / "absent.npz"))
+
+
+# ------------------------------------------------------------------ data no classifier can learn from
+
+
+def signals(n: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    return rng.normal(size=(n, 8)) + y[:, None], y
+
+
+@pytest.mark.parametrize(
+    ("value", "what"), [(np.nan, "1 NaN and 0 infinite"), (np.inf, "0 NaN and 1 infinite")]
+)
+def test_npz_nan_or_infinite_features_are_refused(tmp_path, value, what):
+    x, y = signals()
+    x[7, 3] = value
+    path = tmp_path / "holes.npz"
+    np.savez(path, x_train=x, y_train=y)
+    with pytest.raises(DataError) as err:
+        load_data(npz_cfg(path, scale="none"))
+    message = str(err.value)
+    assert str(path) in message and "x_train" in message and what in message and "sample 7" in message
+
+
+def test_npz_a_single_class_is_refused(tmp_path):
+    x, _ = signals()
+    path = tmp_path / "one.npz"
+    np.savez(path, x_train=x, y_train=np.full(len(x), 4))
+    with pytest.raises(DataError, match="every training label is 4") as err:
+        load_data(npz_cfg(path, scale="none"))
+    assert "at least two classes" in str(err.value)
+
+
+def test_npz_labels_far_beyond_the_classes_are_refused(tmp_path):
+    x, y = signals()
+    y[0] = 1_000_000
+    path = tmp_path / "ids.npz"
+    np.savez(path, x_train=x, y_train=y)
+    with pytest.raises(DataError) as err:
+        load_data(npz_cfg(path, scale="none"))
+    message = str(err.value)
+    assert "4 distinct labels reach 1000000" in message and "0..K-1" in message
+    # A gap is fine: labels 0, 1, 3 build a 4-class model with one class unused.
+    np.savez(path, x_train=x, y_train=np.where(y == 2, 3, y % 1_000_000))
+    assert load_data(npz_cfg(path, scale="none")).num_classes == 4
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"x_train": np.zeros((0, 4)), "y_train": np.zeros(0, int)}, "x_train has no samples"),
+        (
+            {
+                "x_train": signals()[0],
+                "y_train": signals()[1],
+                "x_test": np.zeros((0, 8)),
+                "y_test": np.zeros(0, int),
+            },
+            "x_test has no samples",
+        ),
+    ],
+)
+def test_npz_empty_arrays_name_the_array_not_a_setting(tmp_path, arrays, message):
+    path = tmp_path / "empty.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match=message) as err:
+        load_data(npz_cfg(path))
+    assert "test_size" not in str(err.value) and "val_size" not in str(err.value)
+
+
+def test_every_source_gets_the_checks():
+    """The checks live where every loader builds its DataBundle, not in one loader."""
+    from sweeplab.data import DataBundle
+
+    x = torch.randn(10, 3)
+    y = torch.arange(10) % 2
+    common = dict(num_classes=2, kind="vector", class_names=["a", "b"], fingerprint="f")
+    DataBundle(x, y, x, y, x, y, **common)  # sane data builds
+    holes = x.clone()
+    holes[2, 1] = float("nan")
+    with pytest.raises(DataError, match="x_val has 1 NaN"):
+        DataBundle(x, y, holes, y, x, y, **common)
+    with pytest.raises(DataError, match="the test split has no samples"):
+        DataBundle(x, y, x, y, x[:0], y[:0], **common)
+    with pytest.raises(DataError, match="outside 0..1"):
+        DataBundle(x, y, x, y, x, y + 1, **common)
+
+
+def test_npz_scale_unit_refuses_data_with_negative_values(tmp_path):
+    x, y = signals()
+    x = (x - x.mean(0)) / x.std(0)  # already standardized
+    path = tmp_path / "standardized.npz"
+    np.savez(path, x_train=x, y_train=y)
+    with pytest.raises(DataError) as err:
+        load_data(npz_cfg(path, scale="unit"))
+    message = str(err.value)
+    assert (
+        "negative values" in message and "data.scale=none" in message and "data.scale=standardize" in message
+    )
+    kept = load_data(npz_cfg(path, scale="none"))
+    assert torch.allclose(torch.cat([kept.x_train, kept.x_val, kept.x_test]).std(0), torch.ones(8), atol=0.5)
+    assert float(kept.x_train.abs().max()) > 1  # not divided by its maximum
+    # Non-negative data (pixels, counts) is what "unit" is for: divided by the training maximum.
+    counts = np.abs(x) * 50
+    np.savez(path, x_train=counts, y_train=y)
+    assert float(load_data(npz_cfg(path, scale="unit")).x_train.max()) == 1.0

@@ -35,6 +35,9 @@ class DataBundle:
     num_embeddings: int | None = None  # size of the id space for "tokens" (vocab + hashed n-gram buckets)
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_trainable(self)
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
@@ -44,6 +47,64 @@ class DataBundle:
             f"{len(self.x_train)} train / {len(self.x_val)} val / {len(self.x_test)} test, "
             f"input {self.input_shape} ({self.kind}), {self.num_classes} classes"
         )
+
+
+# Unused output units a label set may leave before it is taken for a mistake (1,000,000 among 3 classes).
+MAX_UNUSED_CLASS_SHARE = 0.5
+
+
+def check_trainable(b: DataBundle) -> None:
+    """Refuse data no classifier can learn from, with one line naming the problem.
+
+    Every loader builds a :class:`DataBundle`, so every source gets these checks: a split
+    with no samples, NaN or infinite features, a training split of a single class, labels
+    outside ``0..num_classes-1``, and labels so sparse that most of the output units would
+    stand for classes without a single sample (the sign of ids used as labels).
+    """
+    where = b.extra.get("path") or b.extra.get("dir") or "data"
+    for split in ("train", "val", "test"):
+        if len(getattr(b, f"x_{split}")) == 0:
+            raise DataError(f"{where}: the {split} split has no samples")
+        check_finite(getattr(b, f"x_{split}"), f"{where}: x_{split}")
+    check_labels(where, b.num_classes, b.y_train, b.y_val, b.y_test)
+
+
+def check_labels(where: str, num_classes: int, y_train: torch.Tensor, *others: torch.Tensor) -> None:
+    """Labels a ``num_classes``-way classifier can learn; loaders call it before sizing anything by them."""
+    low, high = (int(v) for v in torch.aminmax(y_train))
+    if low == high:
+        raise DataError(
+            f"{where}: every training label is {low}: a classifier needs samples of at least two classes"
+        )
+    labels = torch.cat([y_train, *others])
+    low, high = (int(v) for v in torch.aminmax(labels))
+    if low < 0 or high >= num_classes:
+        raise DataError(f"{where}: labels run from {low} to {high}, outside 0..{num_classes - 1}")
+    if num_classes > 2 * len(labels):  # more classes than could have samples: no bincount of that size
+        distinct = len(torch.unique(labels))
+    else:
+        distinct = int(torch.count_nonzero(torch.bincount(labels, minlength=num_classes)))
+    if distinct < (1 - MAX_UNUSED_CLASS_SHARE) * num_classes:
+        raise DataError(
+            f"{where}: labels are class indices 0..K-1, but {distinct} distinct labels reach {high}, "
+            f"which would build a {num_classes}-class model with {num_classes - distinct} classes "
+            "that have no sample; number the classes 0..K-1 (numpy.unique(y, return_inverse=True))"
+        )
+
+
+def check_finite(x: torch.Tensor, what: str) -> None:
+    """NaN or infinite features make every loss NaN: name them instead of blaming the learning rate."""
+    if not x.is_floating_point() or bool(torch.isfinite(x.sum())):  # the sum: 20x faster than a mask
+        return
+    finite = torch.isfinite(x)
+    if bool(finite.all()):  # the sum overflowed, every value is finite
+        return
+    bad = ~finite.reshape(len(x), -1).all(dim=1)
+    n_nan, n_inf = int(torch.isnan(x).sum()), int(torch.isinf(x).sum())
+    raise DataError(
+        f"{what} has {n_nan} NaN and {n_inf} infinite values in {int(bad.sum())} samples "
+        f"(the first is sample {int(bad.nonzero()[0])}); drop or impute them before training"
+    )
 
 
 def split_train_val(
@@ -56,6 +117,8 @@ def split_train_val(
     their setting (e.g. ``"data.test_size"``) so the error points at it.
     """
     n = len(x)
+    if n == 0:
+        raise DataError("the data set has no samples to split")
     n_val = int(round(val_size * n)) if 0 < val_size < 1 else int(val_size)
     if not 0 < n_val < n:
         raise DataError(
@@ -82,7 +145,10 @@ def scale_splits(
     """Apply ``data.scale`` in place to float tensors, with statistics from the training split only.
 
     ``"unit"`` divides by ``unit_max`` (the format's maximum, e.g. 255), or when that
-    is unknown by the training maximum if it exceeds 1. ``"standardize"`` subtracts
+    is unknown by the training maximum if it exceeds 1. Without a format maximum it is
+    for non-negative data (pixels, counts) only: data with negative values, such as data
+    already standardized, is refused rather than silently divided by its maximum.
+    ``"standardize"`` subtracts
     the mean and divides by the std per entry of dim 1 (per channel for images, per
     feature for vectors); constant entries are only centred. In place because a
     fresh 200 MB result costs more in page faults than the arithmetic itself.
@@ -92,6 +158,13 @@ def scale_splits(
         return splits
     if mode == "unit":
         if unit_max is None:
+            low = float(x_train.min()) if len(x_train) else 0.0
+            if low < 0:
+                raise DataError(
+                    f"data.scale=unit divides by the training maximum, for non-negative data such as pixels "
+                    f"or counts, but x_train has negative values (minimum {low:.4g}), e.g. it is already "
+                    "standardized: set data.scale=none to keep it as it is, or data.scale=standardize"
+                )
             unit_max = max(float(x_train.max()), 1.0) if len(x_train) else 1.0
         return tuple(x.div_(unit_max) for x in splits)
     if mode == "standardize":

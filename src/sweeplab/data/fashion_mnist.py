@@ -71,8 +71,27 @@ def find_files(directory: Path) -> dict[str, Path] | None:
     return files if all(files.values()) else None
 
 
+def missing_files(directory: Path) -> list[str]:
+    return [n for n in NAMES if not (directory / n).is_file() and not (directory / f"{n}.gz").is_file()]
+
+
 def locate(root: str | Path | None = None) -> Path | None:
-    return next((d for d in search_dirs(root) if find_files(d)), None)
+    """The first searched folder holding all four files, or None.
+
+    A folder the user named (``data.root``, ``$SWEEPLAB_DATA_DIR``) holding only some of them
+    is an error naming the missing ones: falling back to another copy would hide the mistake.
+    """
+    named = set(search_dirs(root)) - {DEBIAN_DIR, cache_dir("fashion-mnist")}
+    for d in search_dirs(root):
+        missing = missing_files(d)
+        if not missing:
+            return d
+        if d in named and len(missing) < len(NAMES):
+            raise DataError(
+                f"{d} holds only some of the Fashion-MNIST files: {', '.join(missing)} "
+                f"(or .gz) missing; add them, or point data.root at a folder holding all four"
+            )
+    return None
 
 
 def ensure_available(root: str | Path | None = None, download: bool = True) -> Path:
@@ -198,7 +217,7 @@ def _content_ok(path: Path, name: str) -> bool:
 def _not_found(root: str | Path | None, failure: DataError | None) -> str:
     lines = ["Fashion-MNIST not found. Looked for " + ", ".join(f"{n}[.gz]" for n in NAMES) + " in:"]
     for d in search_dirs(root):
-        missing = [n for n in NAMES if not (d / n).is_file() and not (d / f"{n}.gz").is_file()]
+        missing = missing_files(d)
         if not d.is_dir():
             note = "no such directory"
         elif len(missing) == len(NAMES):
@@ -225,10 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", help="a folder to look in first")
     parser.add_argument("--no-download", action="store_true", help="only look for local copies")
     args = parser.parse_args(argv)
-    found = locate(args.root)
-    if found is None and not args.no_download:
-        print(f"Fashion-MNIST not found locally; downloading it into {cache_dir('fashion-mnist')} ...")
     try:
+        found = locate(args.root)
+        if found is None and not args.no_download:
+            print(f"Fashion-MNIST not found locally; downloading it into {cache_dir('fashion-mnist')} ...")
         directory = verify(ensure_available(args.root, download=not args.no_download))
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)

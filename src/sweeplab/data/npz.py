@@ -1,8 +1,14 @@
 """Bring your own arrays: an ``.npz`` file with ``x_train``, ``y_train`` and optionally
 ``x_test``, ``y_test`` (held out from the training arrays when absent) and ``class_names``.
 
-``x`` of shape (N, D) is a feature vector, (N, H, W) a one-channel image and
+``x`` of shape (N, D) is a feature vector or a one-channel signal of D samples (``model=mlp``
+reads it as features, ``model=cnn`` as a signal), (N, H, W) a one-channel image and
 (N, C, H, W) an image; ``y`` holds integer class labels 0..K-1.
+
+``data.scale``: ``unit`` (the default) divides every split by the training maximum when it
+exceeds 1 — for non-negative data such as pixels or counts; data with negative values is
+refused with a hint instead of being silently rescaled. ``standardize`` centres and scales
+each feature (each channel of an image) with training statistics; ``none`` keeps the values.
 """
 
 from __future__ import annotations
@@ -15,7 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from sweeplab.data.bundle import DataBundle, DataError, fingerprint, scale_splits, split_train_val
+from sweeplab.data.bundle import (
+    DataBundle,
+    DataError,
+    check_finite,
+    check_labels,
+    fingerprint,
+    scale_splits,
+    split_train_val,
+)
 from sweeplab.data.download import sha256_of
 
 
@@ -54,6 +68,7 @@ def load(cfg: Mapping[str, Any]) -> DataBundle:
     if class_names and len(class_names) <= max_label:
         raise DataError(f"{path}: class_names has {len(class_names)} entries but labels go up to {max_label}")
     num_classes = max(max_label + 1, len(class_names))
+    check_labels(str(path), num_classes, y_train, y_val, y_test)  # before naming a million classes
     return DataBundle(
         x_train,
         y_train,
@@ -96,6 +111,8 @@ def _pair(arrays: dict[str, np.ndarray], split: str, path: Path) -> tuple[torch.
             f"{path}: x_{split} is {x.dtype} of shape {x.shape}; expected numbers shaped "
             "(N, features), (N, H, W) or (N, C, H, W)"
         )
+    if len(x) == 0:
+        raise DataError(f"{path}: x_{split} has no samples (shape {x.shape})")
     if y.ndim != 1 or len(y) != len(x):
         raise DataError(
             f"{path}: y_{split} has shape {y.shape} but x_{split} has {len(x)} samples; "
@@ -107,4 +124,5 @@ def _pair(arrays: dict[str, np.ndarray], split: str, path: Path) -> tuple[torch.
             f"found {y.dtype} values from {y.min()} to {y.max()}"
         )
     x = torch.from_numpy(x.astype(np.float32))  # astype copies, so scaling in place is safe
+    check_finite(x, f"{path}: x_{split}")  # before scaling spreads one NaN over every value
     return (x.unsqueeze(1) if x.ndim == 3 else x), torch.from_numpy(y.astype(np.int64))
