@@ -35,6 +35,8 @@
 #                           insecure default password that older MLflow versions shipped
 #   SWEEPLAB_AUTH_DB_URL    the users/permissions database [the backend store's database + "_auth"]
 #   SWEEPLAB_AUTH_DEFAULT_PERMISSION  what users may do with others' experiments [READ]
+#   SWEEPLAB_AUTH_CACHE_S   seconds a checked password is trusted per worker [30]: without it every
+#                           request pays a PBKDF2 hash; a changed password takes this long to apply
 #   MLFLOW_FLASK_SERVER_SECRET_KEY  Flask's secret key (CSRF); made once and kept in the state dir
 #                           when not given
 #   MLFLOW_AUTH_CONFIG_PATH your own basic_auth.ini instead of the generated one
@@ -162,7 +164,7 @@ if os.environ["SWEEPLAB_AUTH"] == "basic" and not os.environ.get("MLFLOW_AUTH_CO
     if auth_password and auth_password != password:
         fail("SWEEPLAB_AUTH_DB_URL has a password of its own: use one PostgreSQL user for both databases")
     ensure_database(auth, wait_s, password)
-print(store, auth, password or "", sep="\n")
+print(store, auth, password or "", "end", sep="\n")  # "end": $(...) drops trailing empty lines
 PY
 )"
 { read -r store_uri; read -r auth_db_uri; read -r db_password; } <<<"$prepared"
@@ -204,6 +206,7 @@ default_permission = ${SWEEPLAB_AUTH_DEFAULT_PERMISSION:-READ}
 database_uri = $auth_db_uri
 admin_username = $MLFLOW_AUTH_ADMIN_USERNAME
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+auth_cache_ttl_seconds = ${SWEEPLAB_AUTH_CACHE_S:-30}
 INI
     )
   fi

@@ -1,0 +1,172 @@
+"""``sweeplab services up|down|status [tracking|ray-head|ray-worker|nightly]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.table import Table
+
+from sweeplab.services.catalog import SERVICES, Service, default_names
+from sweeplab.services.health import Health
+from sweeplab.services.supervisor import Record, Supervisor, state_dir
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    text = "start, stop and check the tracking server, Ray head/worker and nightly scheduler"
+    p = sub.add_parser(
+        "services",
+        help=text,
+        description=text + " (outside Docker: the scripts in services/, PID and log files in "
+        "$SWEEPLAB_STATE_DIR, default ~/.local/state/sweeplab). `status` exits 1 when a service is down.",
+    )
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument(
+        "names",
+        nargs="*",
+        metavar="service",
+        help=f"any of {', '.join(SERVICES)} (default: {', '.join(default_names())}, and whatever runs)",
+    )
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds `up` waits for health [180]")
+    p.add_argument("--grace", type=float, default=40.0, help="seconds `down` waits before SIGKILL [40]")
+    p.set_defaults(run=run)
+
+
+@dataclass
+class Row:
+    service: Service
+    state: str  # up | down | stopped | not installed
+    pid: int | None
+    endpoint: str
+    detail: str
+
+    @property
+    def down(self) -> bool:
+        return self.state in ("down", "stopped")
+
+
+def run(args: argparse.Namespace) -> int:
+    unknown = [n for n in args.names if n not in SERVICES]
+    if unknown:
+        raise ValueError(f"unknown service {unknown[0]!r}; choose from {', '.join(SERVICES)}")
+    env = dict(os.environ)
+    sup = Supervisor(state_dir(env))
+    names = list(dict.fromkeys(args.names)) or _known(sup)
+    return {"up": up, "down": down, "status": status}[args.action](names, env, sup, args)
+
+
+def _known(sup: Supervisor) -> list[str]:
+    """The defaults plus anything with a PID file (a worker started here, say), in catalog order."""
+    names = set(default_names()) | {n for n in SERVICES if sup.record(n)}
+    return [n for n in SERVICES if n in names]
+
+
+def inspect(service: Service, env: dict[str, str], sup: Supervisor) -> Row:
+    record = sup.record(service.name)
+    if record is None:
+        if not service.installed(env):
+            return Row(service, "not installed", None, "", f"no {service.script_path(env)}")
+        endpoint = service.endpoint(env, sup.dir)
+        check = service.check(endpoint, env)
+        if check.ok:  # running, but not started here: systemd, another shell
+            return Row(service, "up", None, endpoint, f"{check.detail} (not started by sweeplab services)")
+        return Row(service, "stopped", None, endpoint, "not started")
+    if sup.exited(record):
+        gone = f"process {record.pid} is gone; log {record.log}"
+        return Row(service, "down", record.pid, record.endpoint, gone)
+    check = service.check(record.endpoint, env)
+    return Row(service, "up" if check.ok else "down", record.pid, record.endpoint, check.detail)
+
+
+def table(rows: list[Row]) -> Table:
+    t = Table(title="sweeplab services", title_justify="left")
+    for col in ("service", "state", "pid", "endpoint", "detail"):
+        t.add_column(col, overflow="fold")
+    styles = {"up": "green", "down": "bold red", "stopped": "red", "not installed": "dim"}
+    for r in rows:
+        state = f"[{styles[r.state]}]{r.state}[/]"
+        t.add_row(r.service.name, state, str(r.pid or "-"), r.endpoint or "-", r.detail)
+    return t
+
+
+def status(names: list[str], env: dict[str, str], sup: Supervisor, args: argparse.Namespace) -> int:
+    rows = [inspect(SERVICES[n], env, sup) for n in names]
+    console.print(table(rows))
+    return 1 if any(r.down for r in rows) else 0
+
+
+def up(names: list[str], env: dict[str, str], sup: Supervisor, args: argparse.Namespace) -> int:
+    failed = False
+    for name in names:
+        service = SERVICES[name]
+        if not service.installed(env):
+            if name in args.names:
+                missing = service.script_path(env)
+                err_console.print(f"[bold red]error:[/] {name}: not installed (no {missing})")
+                failed = True
+            continue
+        row = inspect(service, env, sup)
+        if row.state == "up":
+            console.print(f"{name}: already up ({row.detail})")
+            continue
+        if row.pid is not None:  # a dead record: its leftovers go before a new start
+            sup.stop(sup.record(name), args.grace)
+        failed |= not _start(service, env, sup, args.timeout)
+    return 1 if failed else 0
+
+
+def _start(service: Service, env: dict[str, str], sup: Supervisor, timeout_s: float) -> bool:
+    endpoint = service.endpoint(env, sup.dir)
+    child_env = {**env, "SWEEPLAB_STATE_DIR": str(sup.dir)}
+    if service.name == "ray-worker":
+        child_env["SWEEPLAB_RAY_ADDRESS"] = endpoint
+    if service.name == "nightly":
+        child_env["SWEEPLAB_NIGHTLY_HEARTBEAT"] = endpoint
+    record = sup.start(service.name, [str(service.script_path(env))], endpoint, child_env)
+    check = _wait_healthy(service, record, env, sup, timeout_s)
+    if check.ok:
+        console.print(f"{service.name}: [green]up[/] (pid {record.pid}) {endpoint} — {check.detail}")
+        return True
+    err_console.print(f"[bold red]error:[/] {service.name} did not become healthy: {check.detail}")
+    err_console.print(f"  last lines of {record.log}:", markup=False)
+    err_console.print(_tail(record.log), markup=False)
+    return False
+
+
+def _wait_healthy(service: Service, record: Record, env: dict[str, str], sup: Supervisor, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if sup.exited(record):
+            return Health(False, "the process exited")
+        check = service.check(record.endpoint, env)
+        if check.ok:
+            return check
+        if time.monotonic() >= deadline:
+            return Health(False, f"{check.detail} after {timeout_s:.0f} s")
+        time.sleep(0.5)
+
+
+def _tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:]).rstrip()
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def down(names: list[str], env: dict[str, str], sup: Supervisor, args: argparse.Namespace) -> int:
+    # Workers before the head, the scheduler and tracking after: the reverse of the start order.
+    for name in reversed(names):
+        record = sup.record(name)
+        if record is None:
+            continue
+        killed = sup.stop(record, args.grace)
+        how = ", killed after the grace period" if killed else ""
+        console.print(f"{name}: stopped (pid {record.pid}{how})")
+    return 0
