@@ -2,6 +2,7 @@
 
   sweeplab sweep [overrides...]                   tune hyperparameters on Ray Tune, tracked in MLflow
   sweeplab sweep resume <name|dir|parent run id>  continue an interrupted sweep
+  sweeplab sweep sync <name|dir|parent run id>    deliver tracking records a sweep still holds
   sweeplab train [overrides...]                   one tracked training run
   sweeplab train --cfg [all] [overrides...]       print the composed config (training sections, or all)
   sweeplab summary [overrides...]                 the model's Keras-style summary
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep",
         help=text,
         description=text + ".\n\n  sweeplab sweep [overrides]\n"
-        "  sweeplab sweep resume <name|path|parent run id>",
+        "  sweeplab sweep resume <name|path|parent run id>\n"
+        "  sweeplab sweep sync <name|path|parent run id>",
         epilog=groups_help(),
         formatter_class=fmt,
     )
@@ -106,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     ui = sub.add_parser("ui", help="open the MLflow UI on the configured tracking store (bound to 127.0.0.1)")
     ui.add_argument("overrides", nargs="*", help="e.g. tracking.uri=sqlite:///other.db")
     ui.add_argument("--port", type=int, default=None, help="port (default tracking.ui_port, 5000)")
+    from sweeplab.services.command import add_parser as add_services_parser
+
+    add_services_parser(sub)  # no Hydra config: its parser sets `run`, which main() calls directly
     return parser
 
 
@@ -116,8 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.overrides.insert(0, args.cfg)  # `--cfg a=b ...`: argparse took the first override for a scope
         args.cfg = "train"
     try:
-        if args.command == "sweep" and args.overrides[:1] == ["resume"]:
-            return cmd_sweep_resume(args)
+        if hasattr(args, "run"):  # subcommands without a Hydra config (services)
+            return args.run(args)
+        if args.command == "sweep" and args.overrides[:1] and args.overrides[0] in SWEEP_ACTIONS:
+            return cmd_sweep_action(args)
         cfg_node = compose(args.overrides)
         if getattr(args, "cfg", False):
             console.print(
@@ -203,9 +209,13 @@ def _sweep(cfg: dict, run) -> int:
 
     tune_cfg = cfg["tune"]
     console.print(
-        f"[bold]sweep[/] search={cfg['search']['name']} scheduler={tune_cfg['scheduler']} "
-        f"search_alg={tune_cfg['search_alg']} num_samples={tune_cfg['num_samples']} "
-        f"concurrent={tune_cfg['max_concurrent_trials']} metric={tune_cfg['metric']} ({tune_cfg['mode']})"
+        Text.assemble(
+            ("sweep", "bold"),
+            f" search={cfg['search']['name']} scheduler={tune_cfg['scheduler']} "
+            f"search_alg={tune_cfg['search_alg']} num_samples={tune_cfg['num_samples']} "
+            f"concurrent={tune_cfg['max_concurrent_trials']} "
+            f"metric={tune_cfg['metric']} ({tune_cfg['mode']})",
+        )
     )
     with LiveView(console, tune_cfg["num_samples"], tune_cfg["metric"], tune_cfg["mode"]) as view:
         outcome = run(view)
@@ -219,17 +229,40 @@ def cmd_sweep(cfg: dict, args: argparse.Namespace) -> int:
     return _sweep(cfg, lambda view: sweep.start(cfg, args.overrides, view))
 
 
-def cmd_sweep_resume(args: argparse.Namespace) -> int:
+SWEEP_ACTIONS = ("resume", "sync")
+
+
+def cmd_sweep_action(args: argparse.Namespace) -> int:
+    """``sweep resume <ref>`` continues a sweep; ``sweep sync <ref>`` delivers what its outbox holds."""
     from sweeplab import sweep
 
+    action = args.overrides[0]
     if len(args.overrides) < 2:
-        raise ConfigError("usage: sweeplab sweep resume <sweep name | sweep directory | parent run id>")
+        raise ConfigError(f"usage: sweeplab sweep {action} <sweep name | sweep folder | parent run id>")
     ref, rest = args.overrides[1], args.overrides[2:]
-    cfg = to_container(compose(rest))
-    state = sweep.SweepState.load(sweep.find_sweep(ref, cfg))
-    console.print(f"resuming sweep [bold]{state.name}[/] from {state.path}")
-    cfg = to_container(compose(state.base_overrides))
-    return _sweep(cfg, lambda view: sweep.resume(state.path, rest, view))
+    if action == "sync":
+        outcome = sweep.sync(ref, rest)
+        if outcome is None:
+            console.print(f"sweep {ref}: every tracking record is delivered")
+            return 0
+        from sweeplab.sweep.view import print_summary
+
+        hint = ui_hint(outcome.state.tracking, outcome.state.parent_run_id, [])
+        print_summary(console, outcome.summary, hint)
+        return 0
+    try:
+        state = sweep.find_sweep(ref, *_tune_and_tracking(rest))
+        console.print(Text.assemble("resuming sweep ", (state.name, "bold"), f" from {state.path}"))
+        cfg = to_container(compose(state.base_overrides))
+        return _sweep(cfg, lambda view: sweep.resume(ref, rest, view))
+    except sweep.SweepFinished as done:
+        console.print(str(done))
+        return 0
+
+
+def _tune_and_tracking(overrides: Sequence[str]) -> tuple[dict, dict]:
+    cfg = to_container(compose([o for o in overrides if o.startswith(("tune.", "tracking."))]))
+    return cfg["tune"], cfg["tracking"]
 
 
 def cmd_summary(cfg: dict, args: argparse.Namespace) -> int:
@@ -244,19 +277,9 @@ def cmd_summary(cfg: dict, args: argparse.Namespace) -> int:
 
 
 def cmd_ui(cfg: dict, args: argparse.Namespace) -> int:
-    from sweeplab.tracking import ui_command
+    from sweeplab.tracking.ui import serve
 
-    cmd, url = ui_command(cfg["tracking"], args.port)
-    if not cmd:
-        console.print(f"the tracking store is a server: open {url}")
-        return 0
-    mlflow_bin = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    cmd[0] = mlflow_bin if os.path.exists(mlflow_bin) else cmd[0]
-    console.print(f"MLflow UI on {cmd[3]} at [bold]{url}[/]  (Ctrl-C stops it)")
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 0
+    return serve(cfg["tracking"], args.port, console)
 
 
 if __name__ == "__main__":
