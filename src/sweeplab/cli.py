@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sweeplab.services.command import add_parser as add_services_parser
 
     add_services_parser(sub)  # no Hydra config: its parser sets `run`, which main() calls directly
+    from sweeplab.nightly.cli import add_parser as add_nightly_parser
+
+    add_nightly_parser(sub)  # `sweeplab nightly ...`: sets `run` too
     return parser
 
 
