@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -11,8 +12,10 @@ from typing import Any
 from sweeplab.data import DataBundle, load_data
 from sweeplab.models import WithProbabilities
 from sweeplab.plots import learning_curves
+from sweeplab.status import TrialStatus
 from sweeplab.summary import model_summary
-from sweeplab.tracking import Tracker
+from sweeplab.tracking import StoreError, Tracker, is_transient
+from sweeplab.tracking.store import retrying
 from sweeplab.training import FitResult, Trainer
 
 
@@ -81,11 +84,13 @@ def train_and_track(
 
     tracker = Tracker(tcfg)
     run_name = tcfg["run_name"] or f"{cfg['model']['name']}-{cfg['optimizer']['name']}-{cfg['data']['name']}"
-    run_tags = {"data.fingerprint": data.fingerprint, **(tags or {})}  # tags: e.g. a nightly run's night and entry
+    # tags: e.g. a nightly run's night and entry
+    run_tags = {"data.fingerprint": data.fingerprint, **(tags or {})}
     run_id = tracker.start_run(tcfg["experiment"], run_name, cfg, tags=run_tags)
 
     def log_epoch(metrics: dict[str, float]) -> None:
-        tracker.log_metrics(run_id, metrics, step=int(metrics["epoch"]))
+        # a short outage (or a SQLite file another process is writing) is ridden out
+        retrying(lambda: tracker.log_metrics(run_id, metrics, step=int(metrics["epoch"])))
         if on_epoch is not None:
             on_epoch(metrics)
 
@@ -93,10 +98,21 @@ def train_and_track(
         result = trainer.fit(log_epoch)
         log_run_artifacts(tracker, run_id, cfg, trainer, result, summary, run_name)
     except KeyboardInterrupt:
-        tracker.end_run(run_id, "interrupted", "interrupted by the user (Ctrl-C)")
+        _close(tracker, run_id, TrialStatus.interrupted, "interrupted by the user (Ctrl-C)")
         raise
     except BaseException as exc:
-        tracker.end_run(run_id, "failed", f"{type(exc).__name__}: {exc}")
+        _close(tracker, run_id, TrialStatus.failed, f"{type(exc).__name__}: {exc}")
+        if is_transient(exc):
+            raise StoreError(
+                f"the tracking store became unreachable during the run ({str(exc).splitlines()[0][:200]}); "
+                f"run {run_id} keeps the epochs logged before"
+            ) from None
         raise
-    tracker.end_run(run_id, result.status, result.reason)
+    retrying(lambda: tracker.end_run(run_id, result.status, result.reason))
     return RunOutcome(result, run_id, trainer, summary)
+
+
+def _close(tracker: Tracker, run_id: str, status: TrialStatus, reason: str) -> None:
+    """Close the run if the store lets us; the error that brought us here is the one to report."""
+    with contextlib.suppress(Exception):
+        retrying(lambda: tracker.end_run(run_id, status, reason), seconds=10)

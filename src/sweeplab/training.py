@@ -23,8 +23,9 @@ from torch import nn
 from sweeplab.data import DataBundle
 from sweeplab.models import build_model
 from sweeplab.regularizers import WeightPenalty
+from sweeplab.status import TrialStatus
 
-COMPLETED, EARLY_STOPPED, DIVERGED = "completed", "early_stopped", "diverged"
+COMPLETED, EARLY_STOPPED, DIVERGED = TrialStatus.completed, TrialStatus.early_stopped, TrialStatus.diverged
 
 
 # ------------------------------------------------------------- optimizers
@@ -118,7 +119,7 @@ class EarlyStopping:
 # ------------------------------------------------------------------ result
 @dataclass
 class FitResult:
-    status: str  # completed | early_stopped | diverged
+    status: TrialStatus  # completed | early_stopped | diverged
     reason: str
     history: list[dict[str, float]] = field(default_factory=list)  # one dict of metrics per epoch
     best_epoch: int | None = None

@@ -10,7 +10,6 @@ copies it between trials). It writes nothing to MLflow: the driver does.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,13 +19,17 @@ import ray
 import torch
 from ray import tune
 
-from sweeplab.config import compose, to_container
-from sweeplab.data import DataBundle, load_data
+from sweeplab import checkpoints
+from sweeplab.config import ConfigError, compose, to_container
+from sweeplab.data import DataBundle, DataError, load_data
+from sweeplab.metrics import EPOCH, best_epoch, worst
 from sweeplab.space import to_override
+from sweeplab.status import TrialStatus
 from sweeplab.training import Trainer
 
-STATE_FILE = "state.pt"
 FINAL = "final"  # marks the one result a trial sends after its last epoch
+# Errors that would only repeat on a retry: the trial ends `failed` with the reason instead.
+SETUP_ERRORS = (ConfigError, DataError, ValueError)
 # Each worker process keeps the data sets it has loaded: with reused actors, a
 # data set is read once per worker, not once per trial.
 _DATA_CACHE: dict[str, DataBundle] = {}
@@ -54,12 +57,12 @@ def cached_data(data_cfg: Mapping[str, Any]) -> DataBundle:
 def cpu_share() -> int:
     """The CPUs Ray assigned to this trial (Ray sets OMP_NUM_THREADS=1 for workers otherwise)."""
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    return max(1, math.floor(cpus))
+    return max(1, int(cpus))
 
 
 def load_state(checkpoint: tune.Checkpoint) -> dict[str, Any]:
     with checkpoint.as_directory() as path:
-        return torch.load(Path(path) / STATE_FILE, weights_only=False)
+        return checkpoints.load(Path(path) / checkpoints.STATE_FILE)
 
 
 def run_trial(
@@ -71,9 +74,24 @@ def run_trial(
     drill_dir: str | None = None,
 ) -> None:
     """Train one configuration; report each epoch with a checkpoint, then one final result."""
-    cfg = trial_config(base_overrides, sampled)
-    torch.set_num_threads(cfg["trainer"]["num_threads"] or cpu_share())
-    trainer = Trainer(cfg, cached_data(cfg["data"]))
+    extra: dict[str, Any] = {"node_id": ray.get_runtime_context().get_node_id()}
+    try:
+        cfg = trial_config(base_overrides, sampled)
+        extra["config_json"] = json.dumps(cfg)  # the driver records it without composing it again
+        torch.set_num_threads(cfg["trainer"]["num_threads"] or cpu_share())
+        trainer = Trainer(cfg, cached_data(cfg["data"]))
+    except SETUP_ERRORS as exc:
+        tune.report(
+            {
+                FINAL: 1,
+                "trial_status": TrialStatus.failed.value,
+                "trial_reason": str(exc),
+                EPOCH: 0,
+                metric: worst(mode),
+                **extra,
+            }
+        )
+        return
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry after a failure, a resumed sweep, or a PBT exploit
         state = load_state(checkpoint)
@@ -82,31 +100,29 @@ def run_trial(
             for group in trainer.optimizer.param_groups:  # PBT perturbed the learning rate
                 group["lr"] = cfg["optimizer"]["lr"]
 
-    # The first result of this process carries the resolved config, so the driver records it
-    # without composing it again.
-    extra = {"node_id": ray.get_runtime_context().get_node_id(), "config_json": json.dumps(cfg)}
-
     def report_epoch(metrics: dict[str, float]) -> None:
-        _maybe_fail(fail_once_at_epoch, int(metrics["epoch"]), drill_dir)
+        _maybe_fail(fail_once_at_epoch, int(metrics[EPOCH]), drill_dir)
+        # The trial's best weights are the checkpoint of its best epoch, which Tune keeps
+        # (scored by the sweep's metric): no second copy of the weights in each checkpoint.
+        state = {**trainer.checkpoint(), "best_state": None, "config": cfg}
         with tempfile.TemporaryDirectory() as tmp:
-            torch.save({**trainer.checkpoint(), "config": cfg}, Path(tmp) / STATE_FILE)
+            checkpoints.save(state, Path(tmp) / checkpoints.STATE_FILE)
             tune.report({**metrics, **extra}, checkpoint=tune.Checkpoint.from_directory(tmp))
         extra.clear()
 
     result = trainer.fit(report_epoch, evaluate_test=False)
     # The final result carries the trial's own verdict and its best value of the sweep's metric,
     # so searchers (Optuna) learn from the best epoch, and a diverged trial counts as the worst.
-    best = result.best
-    worst = math.inf if mode == "min" else -math.inf
+    best = best_epoch(result.history, metric, mode) or {}
     final = {k: v for k, v in best.items() if k.startswith(("val/", "train/"))}
     final.update(
         {
             FINAL: 1,
-            "trial_status": result.status,
+            "trial_status": TrialStatus(result.status).value,
             "trial_reason": result.reason,
-            "epoch": result.history[-1]["epoch"] if result.history else 0,
-            "best_epoch": result.best_epoch or 0,
-            metric: best.get(metric, worst) if result.status != "diverged" else worst,
+            EPOCH: result.history[-1][EPOCH] if result.history else 0,
+            "best_epoch": best.get(EPOCH, 0),
+            metric: best.get(metric, worst(mode)) if result.status != TrialStatus.diverged else worst(mode),
             **extra,  # still unsent when the trial diverged before its first epoch ended
         }
     )

@@ -13,14 +13,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from sweeplab import checkpoints
 from sweeplab.plots import metric_vs_hyperparameters, overlaid_validation_curves
 from sweeplab.space import parse_space
+from sweeplab.status import TrialStatus
 from sweeplab.tracking import Tracker, sampled_values
-
-# trials that ended on their own terms and logged their best checkpoint
-FINISHED = ("completed", "early_stopped", "stopped_by_scheduler", "stopped_by_budget", "diverged")
 
 
 def _best_value(history, metric: str, mode: str) -> float:
@@ -28,6 +25,13 @@ def _best_value(history, metric: str, mode: str) -> float:
     if not values:
         return math.inf if mode == "min" else -math.inf
     return min(values) if mode == "min" else max(values)
+
+
+def _status(tag: str | None) -> TrialStatus:
+    try:
+        return TrialStatus(tag)
+    except ValueError:  # a run sweeplab did not close
+        return TrialStatus.failed
 
 
 def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: float) -> dict[str, Any]:
@@ -42,7 +46,7 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
             {
                 "run_id": run.info.run_id,
                 "name": run.info.run_name,
-                "status": run.data.tags.get("sweeplab.status"),
+                "status": _status(run.data.tags.get("sweeplab.status")),
                 "trial_id": run.data.tags.get("sweeplab.trial_id"),
                 "sampled": sampled,
                 "history": history,
@@ -85,7 +89,7 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
         }
     )
     ranked = sorted(
-        (t for t in trials if t["history"] and t["status"] in FINISHED),
+        (t for t in trials if t["history"] and t["status"].rankable),
         key=lambda t: t["best"],
         reverse=(mode == "max"),
     )
@@ -151,7 +155,7 @@ def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float) -> 
 
     with tempfile.TemporaryDirectory() as tmp:
         path = tracker.client.download_artifacts(best["run_id"], "checkpoints/best.pt", tmp)
-        ckpt = torch.load(path, weights_only=False)
+        ckpt = checkpoints.load(path)
     trial_cfg = ckpt["config"]
     trainer = Trainer(trial_cfg, cached_data(trial_cfg["data"]))
     trainer.model.load_state_dict(ckpt["model_state"])

@@ -11,16 +11,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-STYLE = {
-    "running": "yellow",
-    "completed": "green",
-    "early_stopped": "cyan",
-    "stopped_by_scheduler": "blue",
-    "diverged": "red",
-    "failed": "bold red",
-    "retrying": "magenta",
-    "pending": "dim",
-}
+from sweeplab.status import TrialStatus
+
 MAX_ROWS = 14
 
 
@@ -55,14 +47,15 @@ class LiveView:
 
     def __call__(self, recorder) -> None:
         for rec in recorder.trials.values():  # one permanent line per finished trial, for logs and scrollback
-            if rec.status not in ("running", "retrying", "pending") and rec.trial_id not in self.reported:
+            if not rec.status.active and rec.trial_id not in self.reported:
                 self.reported.add(rec.trial_id)
-                best = self._best(rec)
-                self.live.console.print(
-                    f"trial {rec.number:>3} [{STYLE.get(rec.status, '')}]{rec.status}[/] "
-                    f"after {rec.last_logged} epochs, best {self.metric} {_fmt(best)}  {self._params(rec)}",
-                    soft_wrap=True,
-                )
+                line = Text(f"trial {rec.number:>3} ")
+                line.append(rec.status.value, style=rec.status.style)
+                line.append(f" after {rec.last_logged} epochs, best {self.metric} {_fmt(self._best(rec))}")
+                line.append(f"  {self._params(rec)}")
+                if rec.status in (TrialStatus.failed, TrialStatus.diverged) and rec.reason:
+                    line.append(f"  ({rec.reason})", style=rec.status.style)
+                self.live.console.print(line, soft_wrap=True)
         now = time.monotonic()
         if now - self.last_draw > 0.25:
             self.last_draw = now
@@ -81,13 +74,13 @@ class LiveView:
     def render(self, recorder) -> Group:
         recs = list(recorder.trials.values())
         keys = list(dict.fromkeys(k for r in recs for k in r.sampled))
-        table = Table(title=f"sweep {recorder.sweep.name}", title_justify="left", expand=False)
+        table = Table(title=f"sweep {recorder.name}", title_justify="left", expand=False)
         table.add_column("trial", justify="right")
         for k in keys:
             table.add_column(_short(k))
         for col in ("epoch", self.metric, "val/acc", "status"):
             table.add_column(col, justify="right" if col != "status" else "left")
-        done = [r for r in recs if r.status not in ("running", "retrying", "pending")]
+        done = [r for r in recs if not r.status.active]
         active = [r for r in recs if r not in done]
         sign = 1 if self.mode == "min" else -1
         ranked = sorted(
@@ -102,13 +95,18 @@ class LiveView:
                 str(r.last_logged),
                 _fmt(last.get(self.metric, "")),
                 _fmt(last.get("val/acc", "")),
-                Text(r.status, style=STYLE.get(r.status, "")),
+                Text(r.status.value, style=r.status.style),
             )
         best = ranked[0] if ranked else None
         elapsed = time.monotonic() - self.started
-        footer = f"{len(done)}/{self.total} trials done · {len(active)} running · {elapsed:.0f}s elapsed"
+        total = recorder.session.expected or self.total
+        footer = f"{len(done)}/{total} trials done · {len(active)} running · {elapsed:.0f}s elapsed"
         if best is not None:
             footer += f" · best so far: trial {best.number} {self.metric} {_fmt(self._best(best))}"
+        outbox = recorder.outbox
+        if outbox.last_error:  # the store is away: training goes on, records wait on disk
+            pending = outbox.pending()
+            footer += f" · tracking store unreachable: {pending} records pending ({outbox.last_error})"
         return Group(table, Text(footer))
 
 

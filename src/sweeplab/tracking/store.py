@@ -1,37 +1,51 @@
-"""Everything MLflow: the only module that imports it.
+"""The MLflow tracking store: opening it (one line within seconds when it cannot be used) and
+writing runs by id.
 
 All writes go through :class:`Tracker`, which addresses runs by id with an
 ``MlflowClient`` instead of MLflow's process-global "active run": a sweep driver
 writes many runs (one per trial) from one process, and a single ``train`` is the
-same code with one run.
+same code with one run. Every text written passes :mod:`sweeplab.tracking.redact`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-import mlflow
-import numpy as np
-import torch
-import yaml
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.models import infer_signature
-from mlflow.tracking import MlflowClient
-
-import sweeplab
-from sweeplab.config import flatten
-
+# MLflow's HTTP client retries a failed request for about four minutes by default, which
+# would stall a training run; sweeplab retries itself (the outbox, `retrying` below).
+# Read by MLflow at request time; a user's own setting wins.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 # No usage telemetry leaves a user's machine unless they ask for it.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # sweeplab prints its own progress
+
+import mlflow  # noqa: E402
+import numpy as np  # noqa: E402
+import requests  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from mlflow.entities import Metric, Param, RunTag  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+from mlflow.models import infer_signature  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential  # noqa: E402
+
+import sweeplab  # noqa: E402
+from sweeplab import checkpoints  # noqa: E402
+from sweeplab.config import flatten  # noqa: E402
+from sweeplab.status import TrialStatus  # noqa: E402
+from sweeplab.tracking.redact import scrub, scrub_config  # noqa: E402
 
 # MLflow and Alembic narrate every store migration at INFO; sweeplab prints its own progress.
 for _name in ("mlflow", "alembic"):
@@ -40,13 +54,50 @@ for _name in ("mlflow", "alembic"):
 logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
 
 MAX_PARAM_LEN = 6000  # MLflow's limit on a param value
-MLFLOW_STATUS = {
-    "completed": "FINISHED",
-    "early_stopped": "FINISHED",
-    "diverged": "FAILED",
-    "failed": "FAILED",
-    "interrupted": "KILLED",
+MAX_TAG_LEN = 5000
+BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's per-request limits
+CONNECT_TIMEOUT_S = 5
+T = TypeVar("T")
+
+
+class StoreError(RuntimeError):
+    """The tracking store cannot be used; the message is one line saying why and what to do."""
+
+
+_TRANSIENT_CODES = {
+    "TEMPORARILY_UNAVAILABLE",
+    "REQUEST_LIMIT_EXCEEDED",
+    "RESOURCE_EXHAUSTED",
+    "DEADLINE_EXCEEDED",
+    "INTERNAL_ERROR",  # what MLflow's REST client raises when the server cannot be reached
+    "IO_ERROR",
 }
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure that may pass if the same write is tried again: the store unreachable,
+    overloaded or locked. A write the store rejects (bad value, no permission) is not."""
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, MlflowException):
+        status = exc.get_http_status_code()
+        if status in (401, 403):
+            return False
+        return exc.error_code in _TRANSIENT_CODES or status == 429 or status >= 500
+    return False
+
+
+def retrying(call: Callable[[], T], seconds: float = 60.0) -> T:
+    """A synchronous write that rides out a short outage or a locked SQLite file."""
+    for attempt in Retrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_exponential(multiplier=0.25, max=5),
+        stop=stop_after_delay(seconds),
+        reraise=True,
+    ):
+        with attempt:
+            return call()
+    raise AssertionError("unreachable")  # Retrying either returns or raises
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -54,11 +105,94 @@ def resolve_uri(uri: str | None) -> str:
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
         return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative: pin it down
+        return f"sqlite:///{(Path.cwd() / uri.removeprefix('sqlite:///')).resolve()}"
     return uri
 
 
 def is_local(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "/", "postgresql", "mysql"))
+
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+# ------------------------------------------------------------------ opening the store
+def check_store(uri: str) -> None:
+    """Fail within seconds, with one line, when the store cannot be reached or used."""
+    shown = scrub(uri)
+    if uri.startswith(("http://", "https://")):
+        try:
+            response = requests.get(f"{uri.rstrip('/')}/health", timeout=CONNECT_TIMEOUT_S)
+        except requests.RequestException as exc:
+            raise StoreError(
+                f"cannot reach the tracking server at {shown} ({_reason(exc)}); start it "
+                "(services/tracking-server.sh, `sweeplab services up tracking`) or fix tracking.uri"
+            ) from None
+        if response.status_code != 200:
+            raise StoreError(f"the tracking server at {shown} is not healthy (HTTP {response.status_code})")
+        try:
+            MlflowClient(uri).search_experiments(max_results=1)
+        except MlflowException as exc:
+            if exc.get_http_status_code() in (401, 403):
+                raise StoreError(
+                    f"the tracking server at {shown} refused sweeplab's credentials "
+                    f"(HTTP {exc.get_http_status_code()}); set MLFLOW_TRACKING_USERNAME and "
+                    "MLFLOW_TRACKING_PASSWORD for a user allowed to write"
+                ) from None
+            raise StoreError(f"the tracking server at {shown} failed: {_reason(exc)}") from None
+    elif (path := sqlite_path(uri)) is not None:
+        folder = path.parent
+        if not folder.is_dir():
+            raise StoreError(f"tracking store {shown}: the folder {folder} does not exist; create it first")
+        if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise StoreError(f"tracking store {shown}: {path} is not writable; choose another tracking.uri")
+    elif "://" in uri and not uri.startswith("file:"):  # a database behind SQLAlchemy
+        import sqlalchemy
+
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if uri.startswith(("postgres", "mysql")) else {}
+        try:
+            engine = sqlalchemy.create_engine(uri, connect_args=connect_args, poolclass=sqlalchemy.NullPool)
+            with engine.connect():
+                pass
+        except ModuleNotFoundError as exc:
+            raise StoreError(f"tracking store {shown} needs the Python package '{exc.name}'") from None
+        except Exception as exc:  # noqa: BLE001 - any driver's error becomes one line
+            raise StoreError(f"cannot open the tracking store {shown}: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    line = next((s.strip() for s in text.splitlines() if s.strip()), type(exc).__name__)
+    if "Connection refused" in text or "ConnectionRefused" in text:
+        line = "connection refused"
+    elif "timed out" in text.lower():
+        line = "timed out"
+    return scrub(line)[:300]
+
+
+_opened: set[str] = set()
+
+
+def open_client(uri: str) -> MlflowClient:
+    """A client on a checked store. A fresh SQLite file is created under a file lock: two
+    first commands at once would otherwise race in MLflow's schema migration."""
+    client = MlflowClient(uri)
+    if uri in _opened:
+        return client
+    check_store(uri)
+    path = sqlite_path(uri)
+    with open(path, "a") if path else open(os.devnull) as fh:
+        if path:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # flock does not touch SQLite's own (fcntl) locks
+        try:  # the first use of each store creates or migrates its tables
+            retrying(lambda: client.search_experiments(max_results=1))
+            retrying(lambda: client.search_registered_models(max_results=1))
+        except MlflowException as exc:
+            raise StoreError(f"cannot use the tracking store {scrub(uri)}: {_reason(exc)}") from None
+    _opened.add(uri)
+    return client
 
 
 @functools.lru_cache(maxsize=8)
@@ -76,14 +210,15 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+# ------------------------------------------------------------------ writing
 class Tracker:
     """Writes runs, metrics and artifacts to one MLflow tracking store."""
 
     def __init__(self, tracking_cfg: Mapping[str, Any]):
         self.cfg = tracking_cfg
         self.uri = resolve_uri(tracking_cfg.get("uri"))
+        self.client = open_client(self.uri)
         mlflow.set_tracking_uri(self.uri)  # mlflow.pytorch.log_model reads the global URI
-        self.client = MlflowClient(self.uri)
 
     # -- experiments and runs
     def experiment_id(self, name: str) -> str:
@@ -92,62 +227,119 @@ class Tracker:
             return exp.experiment_id
         location = None
         if is_local(self.uri):  # a server decides (and proxies) artifact storage itself
-            location = (Path(self.cfg.get("artifact_root", "mlartifacts")).resolve() / name).as_uri()
-        return self.client.create_experiment(name, artifact_location=location)
+            root = Path(self.cfg.get("artifact_root") or "mlartifacts")
+            if not root.is_absolute():  # beside the store it belongs to, not the current folder
+                path = sqlite_path(self.uri)
+                root = (path.parent if path else Path.cwd()) / root
+            location = (root.resolve() / name).as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException as exc:  # created meanwhile by another process
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return self.client.get_experiment_by_name(name).experiment_id
 
     def start_run(
         self,
         experiment: str,
         run_name: str | None,
         config: Mapping[str, Any],
-        tags: Mapping[str, str] | None = None,
+        tags: Mapping[str, Any] | None = None,
         parent_run_id: str | None = None,
+        start_time: int | None = None,
     ) -> str:
-        all_tags = {"sweeplab.version": sweeplab.__version__}
+        all_tags: dict[str, Any] = {"sweeplab.version": sweeplab.__version__}
         if commit := git_commit():
             all_tags["mlflow.source.git.commit"] = commit
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         all_tags.update(tags or {})
-        run = self.client.create_run(self.experiment_id(experiment), run_name=run_name, tags=all_tags)
-        run_id = run.info.run_id
-        self.log_params(run_id, config)
-        return run_id
+        run = self.client.create_run(
+            self.experiment_id(experiment),
+            start_time=start_time,
+            run_name=run_name,
+            tags={k: _tag_value(v) for k, v in all_tags.items()},  # a server accepts strings only
+        )
+        self.log_params(run.info.run_id, config)
+        return run.info.run_id
+
+    def find_run(self, experiment: str, tag: str, value: str) -> str | None:
+        """The run carrying ``tag=value`` (how an outbox record finds the run it already created)."""
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            return None
+        runs = self.client.search_runs([exp.experiment_id], filter_string=f"tags.`{tag}` = '{value}'")
+        return runs[0].info.run_id if runs else None
+
+    def log_batch(
+        self,
+        run_id: str,
+        metrics: Sequence[tuple[str, float, int, int]] = (),
+        params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Metrics as (key, value, timestamp ms, step), params and tags, in MLflow-sized requests.
+
+        A metric point keeps the timestamp it was made with: sent twice, it is one point."""
+        entities = {
+            "metrics": [Metric(k, float(v), int(ts), int(step)) for k, v, ts, step in metrics],
+            "params": [
+                Param(k, _param_value(v)) for k, v in flatten(scrub_config(dict(params or {}))).items()
+            ],
+            "tags": [RunTag(k, _tag_value(v)) for k, v in (tags or {}).items()],
+        }
+        for kind, items in entities.items():
+            size = BATCH_LIMITS[kind]
+            for i in range(0, len(items), size):
+                self.client.log_batch(run_id, **{kind: items[i : i + size]})
 
     def log_params(self, run_id: str, config: Mapping[str, Any]) -> None:
-        params = [Param(k, _param_value(v)) for k, v in flatten(dict(config)).items()]
-        for i in range(0, len(params), 100):  # MLflow's per-request limit
-            self.client.log_batch(run_id, params=params[i : i + 100])
+        self.log_batch(run_id, params=config)
 
     def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.log_batch(run_id, tags=tags)
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         """One epoch's metrics in one request, ``step`` = epoch."""
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items() if k != "epoch"]
-        self.client.log_batch(run_id, metrics=batch)
+        self.log_batch(run_id, [(k, v, now, step) for k, v in metrics.items() if k != "epoch"])
 
-    def end_run(self, run_id: str, status: str, reason: str = "") -> None:
-        """Close a run with sweeplab's status (completed, early_stopped, diverged, failed, interrupted)."""
-        self.set_tags(run_id, {"sweeplab.status": status, "sweeplab.status_reason": reason[:5000]})
-        self.client.set_terminated(run_id, status=MLFLOW_STATUS.get(status, "FAILED"))
+    def end_run(self, run_id: str, status: str, reason: str = "", end_time: int | None = None) -> None:
+        """Close a run with sweeplab's status; MLflow gets its coarser FINISHED / FAILED / KILLED."""
+        status = TrialStatus(status)
+        self.set_tags(run_id, {"sweeplab.status": status.value, "sweeplab.status_reason": reason})
+        self.client.set_terminated(run_id, status=status.mlflow_status, end_time=end_time)
+
+    def reopen(self, run_id: str) -> None:
+        """A retried trial or a resumed sweep writes into its existing run again."""
+        if self.client.get_run(run_id).info.status != "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
 
     # -- artifacts
     def log_file(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(run_id, str(path), artifact_path)
 
     def log_text(self, run_id: str, text: str, file_name: str) -> None:
-        self.client.log_text(run_id, text, file_name)
+        self.client.log_text(run_id, scrub(text), file_name)
 
     def log_config(self, run_id: str, config: Mapping[str, Any], file_name: str = "config.yaml") -> None:
-        self.log_text(run_id, yaml.safe_dump(dict(config), sort_keys=False), file_name)
+        self.log_text(run_id, yaml.safe_dump(scrub_config(dict(config)), sort_keys=False), file_name)
 
-    def log_checkpoint(self, run_id: str, checkpoint: Mapping[str, Any], file_name: str = "best.pt") -> None:
+    def log_checkpoint(
+        self, run_id: str, checkpoint: Mapping[str, Any], file_name: str = checkpoints.BEST_FILE
+    ) -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / file_name
-            torch.save(dict(checkpoint), path)
-            self.log_file(run_id, path, "checkpoints")
+            ckpt = {**checkpoint, "config": scrub_config(dict(checkpoint.get("config") or {}))}
+            self.log_file(run_id, checkpoints.save(ckpt, Path(tmp) / file_name), "checkpoints")
+
+    def log_learning_curve(
+        self, run_id: str, history: Sequence[Mapping[str, float]], title: str, best_epoch: int | None
+    ) -> None:
+        from sweeplab.plots import learning_curves
+
+        with tempfile.TemporaryDirectory() as tmp:
+            png = learning_curves(history, Path(tmp) / "learning_curve.png", title, best_epoch)
+            self.log_file(run_id, png, "plots")
 
     def log_model(
         self,
@@ -197,6 +389,7 @@ class Tracker:
         environment: Mapping[str, str],
     ) -> str:
         """The parent run: base config, search space, tune settings, environment."""
+        space = {p.key: p.describe() for p in params}
         run_id = self.start_run(
             experiment,
             name,
@@ -205,20 +398,13 @@ class Tracker:
                 "sweeplab.sweep": name,
                 "sweeplab.sweep_path": sweep_path,
                 "sweeplab.kind": "sweep",
-                "sweeplab.status": "running",
+                "sweeplab.status": TrialStatus.running.value,
+                **{f"env.{k}": v for k, v in environment.items()},
             },
         )
-        self.log_params(
-            run_id,
-            {"search.name": cfg["search"]["name"], "search.space": {p.key: p.describe() for p in params}},
-        )
-        self.set_tags(run_id, {f"env.{k}": v for k, v in environment.items()})
+        self.log_params(run_id, {"search.name": cfg["search"]["name"], "search.space": space})
         self.log_config(run_id, cfg)
-        self.log_text(
-            run_id,
-            yaml.safe_dump({p.key: p.describe() for p in params}, sort_keys=False),
-            "search_space.yaml",
-        )
+        self.log_text(run_id, yaml.safe_dump(space, sort_keys=False), "search_space.yaml")
         self.log_text(run_id, yaml.safe_dump(dict(environment), sort_keys=False), "environment.yaml")
         return run_id
 
@@ -232,43 +418,17 @@ class Tracker:
 
     def history(self, run_id: str) -> list[dict[str, float]]:
         """A run's per-epoch metrics back as one dict per epoch (step)."""
+        from sweeplab.metrics import is_epoch_metric
+
         by_step: dict[int, dict[str, float]] = {}
         run = self.client.get_run(run_id)
         for key in run.data.metrics:
+            if not is_epoch_metric(key):
+                continue
             for m in self.client.get_metric_history(run_id, key):
-                if m.step > 0 and (key.startswith(("train/", "val/")) or key in ("lr", "epoch_time_s")):
+                if m.step > 0:
                     by_step.setdefault(m.step, {"epoch": m.step})[key] = m.value
         return [by_step[s] for s in sorted(by_step)]
-
-    def reopen(self, run_id: str) -> None:
-        """A retried trial or a resumed sweep writes into its existing run again."""
-        if self.client.get_run(run_id).info.status != "RUNNING":
-            self.client.update_run(run_id, status="RUNNING")
-
-    def finish_trial(
-        self,
-        run_id: str,
-        title: str,
-        history: Sequence[Mapping[str, float]],
-        status: str,
-        reason: str,
-        best_checkpoint: Mapping[str, Any] | None,
-        smoothing: int = 3,
-    ) -> None:
-        """Close a trial's child run: diagnosis metrics, learning curve, best checkpoint, status."""
-        from sweeplab.plots import learning_curves
-
-        if history:
-            diag = overfitting(history, smoothing)
-            self.log_metrics(run_id, diag, step=int(history[-1]["epoch"]))
-            with tempfile.TemporaryDirectory() as tmp:
-                png = learning_curves(
-                    history, Path(tmp) / "learning_curve.png", title, int(diag["overfit/best_epoch"])
-                )
-                self.log_file(run_id, png, "plots")
-        if best_checkpoint is not None:
-            self.log_checkpoint(run_id, best_checkpoint)
-        self.end_run(run_id, status, reason)
 
     def mark_interrupted(self, run_id: str, sweep_name: str) -> None:
         self.end_run(
@@ -278,7 +438,7 @@ class Tracker:
     def sweep_path_of(self, parent_run_id: str) -> str | None:
         try:
             return self.client.get_run(parent_run_id).data.tags.get("sweeplab.sweep_path")
-        except mlflow.exceptions.MlflowException:
+        except MlflowException:
             return None
 
     def register_best(
@@ -288,8 +448,6 @@ class Tracker:
 
         Returns (version, alias moved). Versions carry the metric they were chosen by as tags.
         """
-        from mlflow.exceptions import MlflowException
-
         try:
             self.client.get_registered_model(model_name)
         except MlflowException:
@@ -298,7 +456,7 @@ class Tracker:
             model_name,
             f"models:/{model_id}",
             run_id=run_id,
-            tags={"sweeplab.metric": metric, "sweeplab.metric_value": value},
+            tags={"sweeplab.metric": metric, "sweeplab.metric_value": str(value)},
             model_id=model_id,
         ).version
         try:
@@ -319,7 +477,7 @@ class Tracker:
         base = base or (
             self.uri if self.uri.startswith("http") else f"http://127.0.0.1:{self.cfg.get('ui_port', 5000)}"
         )
-        return f"{base.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+        return f"{scrub(base).rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
 
 
 def sampled_values(run) -> dict[str, Any]:
@@ -336,37 +494,33 @@ def sampled_values(run) -> dict[str, Any]:
     return out
 
 
-def overfitting(history: Sequence[Mapping[str, float]], smoothing: int = 3) -> dict[str, float]:
-    """The course's diagnosis: where (smoothed) validation loss bottomed out, and the final gap."""
-    losses = [h["val/loss"] for h in history]
-    smoothed = [
-        sum(losses[max(0, i - smoothing + 1) : i + 1]) / len(losses[max(0, i - smoothing + 1) : i + 1])
-        for i in range(len(losses))
-    ]
-    best = min(range(len(smoothed)), key=smoothed.__getitem__)
-    last = history[-1]
-    return {
-        "overfit/best_epoch": float(history[best]["epoch"]),
-        "overfit/epochs_past_best": float(last["epoch"] - history[best]["epoch"]),
-        "overfit/gap_acc": last["train/acc"] - last["val/acc"],
-        "overfit/gap_loss": last["val/loss"] - last["train/loss"],
-    }
-
-
 def _param_value(value: Any) -> str:
     text = str(value)
     return text if len(text) <= MAX_PARAM_LEN else text[: MAX_PARAM_LEN - 3] + "..."
+
+
+def _tag_value(value: Any) -> str:
+    return scrub(str(value))[:MAX_TAG_LEN]
 
 
 def load_logged_model(model_uri: str) -> torch.nn.Module:
     return mlflow.pytorch.load_model(model_uri)
 
 
+def store_host(uri: str) -> str:
+    """Where a store lives, for messages: the server or database host, or the SQLite file."""
+    path = sqlite_path(uri)
+    return str(path) if path else (urlsplit(uri).hostname or scrub(uri))
+
+
 def ui_command(tracking_cfg: Mapping[str, Any], port: int | None = None) -> tuple[list[str], str]:
-    """The ``mlflow ui`` command line for the configured store, bound to loopback, and its URL."""
+    """The ``mlflow ui`` command line for the configured store, bound to loopback, and its URL.
+
+    The store itself travels in the environment (``MLFLOW_BACKEND_STORE_URI``), not on the
+    command line, where ``ps`` would show its password."""
     uri = resolve_uri(tracking_cfg.get("uri"))
     port = port or int(tracking_cfg.get("ui_port", 5000))
     if uri.startswith("http"):
-        return [], uri
-    cmd = ["mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+        return [], scrub(uri)
+    cmd = ["mlflow", "ui", "--host", "127.0.0.1", "--port", str(port)]
     return cmd, f"http://127.0.0.1:{port}"

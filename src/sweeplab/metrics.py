@@ -1,0 +1,60 @@
+"""Metric keys: one spelling everywhere (code, MLflow, terminal, reports).
+
+Per-epoch metrics are logged with ``step`` = epoch; a run's summary metrics with the
+best epoch (train) or step 0 (a sweep's parent).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+TRAIN_LOSS, TRAIN_ACC, TRAIN_PENALTY = "train/loss", "train/acc", "train/penalty"
+VAL_LOSS, VAL_ACC = "val/loss", "val/acc"
+TEST_LOSS, TEST_ACC = "test/loss", "test/acc"
+LR, EPOCH_TIME, EPOCH = "lr", "epoch_time_s", "epoch"
+
+
+def is_epoch_metric(key: str) -> bool:
+    """A value a training run reports once per epoch (what a learning curve is made of)."""
+    return key.startswith(("train/", "val/")) or key in (LR, EPOCH_TIME)
+
+
+def epoch_metrics(result: Mapping[str, Any]) -> dict[str, float]:
+    """The per-epoch metrics of a result that carries other things too (a Tune result)."""
+    return {k: float(v) for k, v in result.items() if is_epoch_metric(k)}
+
+
+def best_epoch(history: Sequence[Mapping[str, float]], metric: str, mode: str) -> Mapping[str, float] | None:
+    """The epoch with the best finite value of ``metric``; on a tie the later epoch (as Tune keeps
+    the later of two equally scored checkpoints)."""
+    best = None
+    for h in history:
+        value = h.get(metric)
+        if value is None or not math.isfinite(value):
+            continue
+        if best is None or (value <= best[metric] if mode == "min" else value >= best[metric]):
+            best = h
+    return best
+
+
+def worst(mode: str) -> float:
+    return math.inf if mode == "min" else -math.inf
+
+
+def overfitting(history: Sequence[Mapping[str, float]], smoothing: int = 3) -> dict[str, float]:
+    """The course's diagnosis: where (smoothed) validation loss bottomed out, and the final gap."""
+    losses = [h[VAL_LOSS] for h in history]
+    smoothed = [
+        sum(losses[max(0, i - smoothing + 1) : i + 1]) / len(losses[max(0, i - smoothing + 1) : i + 1])
+        for i in range(len(losses))
+    ]
+    best = min(range(len(smoothed)), key=smoothed.__getitem__)
+    last = history[-1]
+    return {
+        "overfit/best_epoch": float(history[best][EPOCH]),
+        "overfit/epochs_past_best": float(last[EPOCH] - history[best][EPOCH]),
+        "overfit/gap_acc": last[TRAIN_ACC] - last[VAL_ACC],
+        "overfit/gap_loss": last[VAL_LOSS] - last[TRAIN_LOSS],
+    }

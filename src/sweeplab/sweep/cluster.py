@@ -1,0 +1,183 @@
+"""Ray for a sweep: a fresh local instance by default, or a running cluster; and the checks
+that refuse a sweep that could never finish there, before anything is created.
+
+Ray's own console output is routed to the sweep's ``driver.log``: the user sees sweeplab's.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sweeplab.config import ConfigError
+from sweeplab.sweep import reaper
+from sweeplab.sweep.storage import Storage
+from sweeplab.tracking.redact import scrub
+
+RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "token",  # Ray's default, said explicitly (before Ray is imported): no warning per start
+    "RAY_AIR_NEW_OUTPUT": "0",  # with verbose=0: Tune prints nothing; sweeplab shows progress itself
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",  # a trial's error goes to its MLflow run, not the console
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no CSV/TensorBoard files; JSON results are kept explicitly
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    "TUNE_GLOBAL_CHECKPOINT_S": "1",  # sweep state saved every second: a killed driver resumes, not restarts
+    "RAY_CHDIR_TO_TRIAL_DIR": "0",  # trials keep the user's working directory (relative data.root works)
+    "RAY_LOG_TO_STDERR": "0",
+    "RAY_BACKEND_LOG_LEVEL": "error",
+}
+for _key, _value in RAY_ENV.items():  # read by Ray at import time: set before anything imports it
+    os.environ.setdefault(_key, _value)
+
+# What a trial on another node needs from the driver's environment. Never credentials: every
+# node brings its own (object-store keys, Ray's token), as a cluster's nodes do.
+TRIAL_ENV = (
+    "SWEEPLAB_DATA_DIR",
+    "SWEEPLAB_CONFIG_DIR",
+    "AWS_ENDPOINT_URL",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
+PROBE_TIMEOUT_S = 60
+
+
+def trial_env() -> dict[str, str]:
+    keys = (*RAY_ENV, *TRIAL_ENV)
+    return {k: os.environ[k] for k in keys if k in os.environ}
+
+
+def quiet_ray(log_file: Path) -> None:
+    """Every Ray logger writes to the sweep's driver.log instead of the terminal."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_Scrub())
+    root = logging.getLogger("ray")
+    for name in [n for n in logging.root.manager.loggerDict if n == "ray" or n.startswith("ray.")]:
+        logger = logging.getLogger(name)
+        for h in list(logger.handlers):
+            logger.removeHandler(h)
+        logger.propagate = logger is not root
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+class _Scrub(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = scrub(record.getMessage()), ()
+        return True
+
+
+def init_ray(cluster: Mapping[str, Any], log_file: Path) -> None:
+    """Local Ray by default (a fresh instance, never a stray cluster); ``cluster.address`` joins one."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    quiet_ray(log_file)
+    kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
+    address = cluster.get("address")
+    try:
+        if address:
+            ray.init(address=address, runtime_env={"env_vars": trial_env()}, **kwargs)
+        else:
+            ray.init(
+                address="local",
+                num_cpus=cluster.get("num_cpus"),
+                include_dashboard=False,
+                object_store_memory=1 << 30,
+                **kwargs,
+            )
+    except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; each becomes one line
+        first = next((s.strip() for s in str(exc).splitlines() if s.strip()), type(exc).__name__)
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        hint = (
+            "check cluster.address, that the head runs (services/ray-head.sh) and that this machine "
+            "has the cluster's auth token (RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+            if address
+            else "see the log"
+        )
+        raise ConfigError(f"cannot start {where}: {scrub(first)[:300]}; {hint} ({log_file})") from None
+    quiet_ray(log_file)  # ray.init installs handlers of its own
+    if not address:
+        global _reaper
+        _reaper = reaper.watch()
+
+
+_reaper = None  # the watcher that cleans up after a local Ray if this process is killed
+
+
+def shutdown() -> None:
+    import ray
+
+    global _reaper
+    if ray.is_initialized():
+        ray.shutdown()
+    if _reaper is not None:
+        _reaper.kill()
+        _reaper.wait()
+        _reaper = None
+
+
+def alive_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]
+
+
+def check_cluster(tune_cfg: Mapping[str, Any], storage: Storage) -> dict[str, Any]:
+    """Refuse a sweep the cluster can never run; returns what to tag the parent run with."""
+    nodes = alive_nodes()
+    for resource, key in (("CPU", "cpus_per_trial"), ("GPU", "gpus_per_trial")):
+        need = float(tune_cfg[key])
+        most = max((n["Resources"].get(resource, 0.0) for n in nodes), default=0.0)
+        if need > most:
+            raise ConfigError(
+                f"tune.{key}={need:g} but no node of the Ray cluster has that many {resource}s "
+                f"(the largest has {most:g}); lower tune.{key} or add a bigger node"
+            )
+    if len(nodes) > 1 and storage.is_local:
+        blind = nodes_not_seeing(storage, nodes)
+        if blind:
+            raise ConfigError(
+                f"tune.storage_path={storage.uri} is not shared: the cluster's node(s) "
+                f"{', '.join(blind)} cannot see it. Use a folder every node mounts at the same path "
+                "(e.g. NFS) or an object store: tune.storage_path=s3://bucket/prefix"
+            )
+    return {
+        "cluster.nodes": len(nodes),
+        "cluster.cpus": int(sum(n["Resources"].get("CPU", 0) for n in nodes)),
+    }
+
+
+def nodes_not_seeing(storage: Storage, nodes: list[dict[str, Any]]) -> list[str]:
+    """The nodes to which a file written here into the storage folder is invisible."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    marker = Path(storage.uri) / f".sweeplab-probe-{uuid.uuid4().hex}"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("probe")
+
+    @ray.remote(num_cpus=0)
+    def sees(path: str) -> bool:
+        return os.path.exists(path)
+
+    try:
+        here = ray.get_runtime_context().get_node_id()
+        others = [n for n in nodes if n["NodeID"] != here]
+        refs = [
+            sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+                str(marker)
+            )
+            for n in others
+        ]
+        seen = ray.get(refs, timeout=PROBE_TIMEOUT_S)
+    finally:
+        marker.unlink(missing_ok=True)
+    return [n["NodeManagerAddress"] for n, ok in zip(others, seen, strict=True) if not ok]

@@ -1,0 +1,275 @@
+"""The driver-side recorder: a Ray Tune callback that turns trial events into outbox records.
+
+It never waits for MLflow: each event becomes records appended to the sweep's outbox
+together with the recorder's own state of that trial (one transaction), and the outbox's
+flusher delivers them. So "epoch 7 of trial 3 is logged" is durable exactly when the
+record of epoch 7 is, and a result Tune replays after a restore (an epoch at or below the
+last one logged) is never logged twice, whichever driver process sees it.
+
+Tune pickles its callbacks into the sweep's state and un-pickles its own copy on resume.
+The recorder therefore pickles to the sweep's name alone and, in :meth:`setup`, attaches to
+the live :class:`Session` the driver registered under that name.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.stopper import Stopper
+
+from sweeplab.metrics import EPOCH, best_epoch, epoch_metrics, overfitting
+from sweeplab.status import TrialStatus
+from sweeplab.sweep.storage import checkpoint_uri
+from sweeplab.tracking import delivery
+from sweeplab.trial import FINAL
+
+PARENT = "parent"  # the parent run's key in the outbox
+
+
+@dataclass
+class TrialRecord:
+    trial_id: str
+    number: int
+    sampled: dict[str, Any]
+    status: TrialStatus = TrialStatus.pending
+    reason: str = ""
+    created: bool = False  # its child run's creation is in the outbox
+    config_logged: bool = False
+    last_logged: int = 0  # the last epoch whose metrics are in the outbox
+    retries: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, float] | None = None  # the best epoch by the sweep's metric
+    best_uri: str | None = None  # and the checkpoint Tune keeps of it
+    restarting: bool = False  # retried or resumed: its next epoch shows where it continued
+
+    @property
+    def key(self) -> str:
+        return f"trial/{self.trial_id}"
+
+    @property
+    def title(self) -> str:
+        return f"trial-{self.number:03d}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrialRecord:
+        return cls(**{**data, "status": TrialStatus(data["status"])})
+
+
+@dataclass
+class Session:
+    """What one driver process holds for a running sweep (never pickled)."""
+
+    state: Any  # SweepState
+    outbox: Any  # tracking.outbox.Outbox
+    show: Callable[[SweepRecorder], None] | None = None
+    abort: TrialStatus | None = None  # set when the sweep must stop: interrupted or failed
+    recorder: SweepRecorder | None = None
+    expected: int = 0  # trials this sweep runs in all
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started: float = field(default_factory=time.monotonic)
+
+    def clock(self) -> dict[str, float]:
+        """This driver run's wall seconds so far, saved with every write: even a killed driver's
+        time counts in the sweep's compute accounting."""
+        return {f"driver/{self.id}": time.monotonic() - self.started}
+
+
+SESSIONS: dict[str, Session] = {}
+
+
+class SweepRecorder(Callback):
+    def __init__(self, name: str):
+        self.name = name
+        self._ready = False
+
+    def __getstate__(self):
+        return {"name": self.name, "_ready": False}
+
+    def setup(self, **info) -> None:
+        if self._ready:
+            return
+        self.session = SESSIONS[self.name]
+        self.session.recorder = self
+        self.outbox = self.session.outbox
+        tune_cfg = self.session.state.tune
+        self.metric, self.mode = tune_cfg["metric"], tune_cfg["mode"]
+        self.max_epochs = self.session.state.max_epochs
+        self.smoothing = self.session.state.smoothing
+        self.trials: dict[str, TrialRecord] = {}
+        for value in self.outbox.state("trial/").values():
+            rec = TrialRecord.from_json(value)
+            if rec.status in (TrialStatus.interrupted, TrialStatus.stopped_by_budget) or rec.status.active:
+                rec.status = TrialStatus.pending  # this resumed sweep will run it again
+                rec.restarting = bool(rec.history)
+            self.trials[rec.trial_id] = rec
+        self.started = time.monotonic()
+        self._ready = True
+
+    # ------------------------------------------------------------ helpers
+    def record(self, trial) -> TrialRecord:
+        rec = self.trials.get(trial.trial_id)
+        if rec is None:
+            tail = trial.trial_id.rsplit("_", 1)[-1]
+            number = int(tail) if "_" in trial.trial_id and tail.isdigit() else len(self.trials)
+            rec = self.trials[trial.trial_id] = TrialRecord(trial.trial_id, number, dict(trial.config))
+        return rec
+
+    def _write(self, rec: TrialRecord, *records) -> None:
+        self.outbox.write(records, state={rec.key: rec.to_json(), **self.session.clock()})
+        if self.session.show is not None:
+            self.session.show(self)
+
+    def _create(self, rec: TrialRecord) -> list:
+        if rec.created:
+            return []
+        rec.created = True
+        return [
+            delivery.create_run(
+                rec.key,
+                self.session.state.experiment,
+                rec.title,
+                {f"sampled.{k}": v for k, v in rec.sampled.items()},
+                tags={
+                    "sweeplab.trial_id": rec.trial_id,
+                    "sweeplab.trial_number": rec.number,
+                    "sweeplab.sweep": self.name,
+                    "sweeplab.status": TrialStatus.running.value,
+                },
+                parent=PARENT,
+            )
+        ]
+
+    # ------------------------------------------------------------ Tune's events
+    def on_trial_start(self, iteration, trials, trial, **info) -> None:
+        rec = self.record(trial)
+        records = self._create(rec) or [delivery.reopen(rec.key)]
+        rec.status = TrialStatus.running
+        self._write(rec, *records)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        rec = self.record(trial)
+        records = self._create(rec)
+        if result.get("config_json") and not rec.config_logged:  # the trial's resolved config, once
+            cfg = json.loads(result["config_json"])
+            node = {"sweeplab.node": result["node_id"], "sweeplab.node_ip": trial.node_ip or ""}
+            records += [
+                delivery.log(rec.key, params=cfg, tags=node),
+                delivery.text(rec.key, json.dumps(cfg, indent=2), "config.json"),
+            ]
+            rec.config_logged = True
+        if result.get(FINAL):
+            rec.status, rec.reason = TrialStatus(result["trial_status"]), result.get("trial_reason", "")
+        else:
+            epoch = int(result[EPOCH])
+            if rec.restarting:  # the proof that a retried or resumed trial continued, not restarted
+                records.append(delivery.log(rec.key, tags={"sweeplab.continued_at_epoch": epoch}))
+                rec.restarting = False
+            if epoch > rec.last_logged:  # a replayed epoch (restored from an older checkpoint) is logged once
+                metrics = epoch_metrics(result)
+                records.append(delivery.log(rec.key, metrics, step=epoch))
+                rec.history.append({**metrics, EPOCH: epoch})
+                rec.last_logged = epoch
+        self._write(rec, *records)
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
+        rec = self.record(trial)
+        result = trial.last_result
+        value = result.get(self.metric)
+        if result.get(FINAL) or value is None or not math.isfinite(value):
+            return
+        at_least_as_good = rec.best is None or (
+            value <= rec.best[self.metric] if self.mode == "min" else value >= rec.best[self.metric]
+        )
+        if at_least_as_good:  # a tie goes to the later epoch, as Tune keeps the later checkpoint
+            rec.best = {**epoch_metrics(result), EPOCH: int(result[EPOCH])}
+            rec.best_uri = checkpoint_uri(checkpoint)
+            self.outbox.write(state={rec.key: rec.to_json()})
+
+    def on_trial_recover(self, iteration, trials, trial, **info) -> None:
+        rec = self.record(trial)
+        rec.retries += 1
+        rec.status = TrialStatus.retrying
+        rec.restarting = True
+        tags = {"sweeplab.retries": rec.retries, "sweeplab.last_error": error_text(trial)}
+        self._write(rec, *self._create(rec), delivery.log(rec.key, tags=tags))
+
+    def on_trial_error(self, iteration, trials, trial, **info) -> None:
+        rec = self.record(trial)
+        rec.status, rec.reason = TrialStatus.failed, error_text(trial)
+        self._finish(rec)
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        # A scheduler that pauses a trial reports it complete: its run is closed as stopped by
+        # the scheduler, and reopened (on_trial_start) if the trial goes on.
+        rec = self.record(trial)
+        if self.session.abort is not None:
+            rec.status, rec.reason = self.session.abort, "the sweep stopped before this trial finished"
+        elif not trial.last_result.get(FINAL):
+            # Schedulers stop trials that reach max_t too; only a trial cut short was stopped by one.
+            if rec.last_logged >= self.max_epochs:
+                rec.status, rec.reason = TrialStatus.completed, f"ran all {self.max_epochs} epochs"
+            else:
+                rec.status = TrialStatus.stopped_by_scheduler
+                scheduler = self.session.state.tune["scheduler"]
+                rec.reason = f"stopped by the {scheduler} scheduler after epoch {rec.last_logged}"
+        self._finish(rec)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        if self.session.show is not None:
+            self.session.show(self)
+
+    # ------------------------------------------------------------ closing a trial's run
+    def close(self, rec: TrialRecord, status: TrialStatus, reason: str) -> None:
+        """Close an unfinished trial's run from the driver (interrupted, failed, out of time)."""
+        rec.status, rec.reason = status, reason
+        self._finish(rec)
+
+    def _finish(self, rec: TrialRecord) -> None:
+        records = self._create(rec)  # a trial that failed before it started still gets its run
+        if rec.history:
+            diag = overfitting(rec.history, self.smoothing)
+            best = best_epoch(rec.history, self.metric, self.mode)
+            records += [
+                delivery.log(rec.key, diag, step=int(rec.history[-1][EPOCH])),
+                delivery.learning_curve(rec.key, rec.history, rec.title, int(best[EPOCH]) if best else None),
+            ]
+            if best is not None:
+                records.append(delivery.log(rec.key, tags={"sweeplab.best_epoch": int(best[EPOCH])}))
+        if rec.best_uri is not None and rec.best is not None:
+            records.append(delivery.best_checkpoint(rec.key, rec.best_uri, rec.best))
+        records.append(delivery.end(rec.key, rec.status, rec.reason))
+        self._write(rec, *records)
+
+
+class SweepStopper(Stopper):
+    """Stops every trial once the driver decided the sweep must end (a store that refuses writes)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        session = SESSIONS.get(self.name)
+        return session is not None and session.abort is not None
+
+
+def error_text(trial) -> str:
+    """The last line of a trial's error (its exception), for the console and the run's tags."""
+    text = trial.get_error() or ""
+    if not text and trial.error_file and Path(trial.error_file).is_file():  # not yet synced to storage
+        text = Path(trial.error_file).read_text()
+    lines = [line for line in str(text).strip().splitlines() if line.strip()]
+    return lines[-1][-2000:] if lines else "trial raised an error (see the trial's error.txt)"

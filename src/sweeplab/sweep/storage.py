@@ -1,0 +1,110 @@
+"""Where a sweep keeps its state: a local folder, a folder every node mounts (NFS), or an
+object store (``s3://bucket/prefix``; S3-compatible stores through ``tune.storage_endpoint``).
+
+Tune's experiment state, every trial's checkpoints and sweeplab's own sweep state live
+there, so a sweep can be resumed from any machine that reaches it. Object-store
+credentials come from the standard environment (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, or an instance role) on the driver and on every node, never from
+sweeplab's config, which is recorded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from sweeplab.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Storage:
+    uri: str  # an absolute local path, or scheme://bucket/prefix
+
+    @classmethod
+    def from_config(cls, tune_cfg: dict) -> Storage:
+        path = str(tune_cfg["storage_path"])
+        if endpoint := tune_cfg.get("storage_endpoint"):
+            # pyarrow's S3 client reads it, here and (shipped with the trials) on every node
+            os.environ["AWS_ENDPOINT_URL"] = endpoint
+        if "://" in path and not path.startswith("file://"):
+            return cls(path.rstrip("/"))
+        return cls(str(Path(path.removeprefix("file://")).expanduser().resolve()))
+
+    @property
+    def is_local(self) -> bool:
+        """A path on this machine's file system (it may still be a mount every node shares)."""
+        return "://" not in self.uri
+
+    def _fs(self) -> tuple[pafs.FileSystem, str]:
+        if self.is_local:
+            return pafs.LocalFileSystem(), self.uri
+        try:
+            return pafs.FileSystem.from_uri(self.uri)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a bad URI
+            raise ConfigError(f"tune.storage_path={self.uri}: {str(exc).splitlines()[0]}") from None
+
+    def join(self, *parts: str) -> str:
+        return "/".join([self.uri, *parts])
+
+    # -- files relative to the storage root
+    def exists(self, rel: str) -> bool:
+        fs, root = self._fs()
+        return fs.get_file_info(f"{root}/{rel}").type != pafs.FileType.NotFound
+
+    def read_text(self, rel: str) -> str:
+        fs, root = self._fs()
+        with fs.open_input_stream(f"{root}/{rel}") as fh:
+            return fh.read().decode()
+
+    def write_text(self, rel: str, text: str) -> None:
+        fs, root = self._fs()
+        path = f"{root}/{rel}"
+        fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        tmp = f"{path}.tmp"
+        with fs.open_output_stream(tmp) as fh:
+            fh.write(text.encode())
+        fs.move(tmp, path)  # a reader never sees half a file
+
+    def upload(self, local: Path, rel: str) -> None:
+        fs, root = self._fs()
+        fs.create_dir(f"{root}/{rel}".rsplit("/", 1)[0], recursive=True)
+        pafs.copy_files(str(local), f"{root}/{rel}", destination_filesystem=fs)
+
+    def download(self, rel: str, local: Path) -> bool:
+        if not self.exists(rel):
+            return False
+        fs, root = self._fs()
+        local.parent.mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(f"{root}/{rel}", str(local), source_filesystem=fs)
+        return True
+
+    def delete(self, rel: str) -> None:
+        fs, root = self._fs()
+        info = fs.get_file_info(f"{root}/{rel}")
+        if info.type == pafs.FileType.Directory:
+            fs.delete_dir(info.path)
+        elif info.type == pafs.FileType.File:
+            fs.delete_file(info.path)
+
+
+def fetch(uri: str, file_name: str, dest: Path) -> Path:
+    """Copy ``file_name`` of the folder at ``uri`` (a local path or an object-store URI) into ``dest``."""
+    target = dest / file_name
+    if "://" not in uri:
+        shutil.copyfile(Path(uri) / file_name, target)
+    else:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        pafs.copy_files(f"{path}/{file_name}", str(target), source_filesystem=fs)
+    return target
+
+
+def checkpoint_uri(checkpoint) -> str:
+    """Where a Tune checkpoint lives, as a URI that :func:`fetch` understands later."""
+    fs = checkpoint.filesystem
+    if fs is None or isinstance(fs, pafs.LocalFileSystem):
+        return str(checkpoint.path)
+    return f"{fs.type_name}://{checkpoint.path}"

@@ -1,0 +1,183 @@
+"""A search space and tune settings become a Ray Tune ``Tuner`` (new, or restored for a resume)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sweeplab.config import ConfigError
+from sweeplab.space import Param, grid_size
+
+# Trials need neither where MLflow lives nor where the cluster is (and such overrides can
+# carry credentials): they compose their config without them.
+DRIVER_ONLY = ("tracking.", "cluster.", "tracking=", "cluster=")
+
+
+def param_space(params: Sequence[Param], search_alg: str) -> dict[str, Any]:
+    from ray import tune
+
+    space: dict[str, Any] = {}
+    for p in params:
+        values = [_tune_value(v) for v in p.args] if p.discrete else None
+        if p.kind == "grid" or (p.kind == "choice" and search_alg == "grid"):
+            space[p.key] = tune.grid_search(values)
+        elif p.kind == "choice":
+            space[p.key] = tune.choice(values)
+        elif p.kind == "uniform":
+            space[p.key] = tune.uniform(*p.args)
+        elif p.kind == "loguniform":
+            space[p.key] = tune.loguniform(*p.args)
+        elif p.kind == "randint":  # inclusive bounds, like the other integer kinds
+            space[p.key] = tune.randint(p.args[0], p.args[1] + 1)
+        elif p.kind == "qrandint":
+            space[p.key] = tune.qrandint(*p.args)
+    return space
+
+
+def _tune_value(value: Any) -> Any:
+    """Lists (layer widths) travel as Hydra list strings: Optuna's categories must be scalars."""
+    if isinstance(value, tuple):
+        return "[" + ",".join(str(_tune_value(v)) for v in value) + "]"
+    return value
+
+
+def scheduler(tune_cfg: Mapping[str, Any], max_epochs: int, params: Sequence[Param]):
+    from ray.tune.schedulers import (
+        ASHAScheduler,
+        FIFOScheduler,
+        MedianStoppingRule,
+        PopulationBasedTraining,
+    )
+
+    name = tune_cfg["scheduler"]
+    # time_attr="epoch": the trial's final result repeats its last epoch, so it never counts as progress
+    if name == "fifo":
+        return FIFOScheduler()
+    if name in ("asha", "hyperband"):
+        # hyperband is asynchronous HyperBand: several ASHA brackets with different grace periods.
+        # Tune's synchronous HyperBandScheduler pauses trials until a bracket fills, which can
+        # leave a small sweep waiting forever.
+        return ASHAScheduler(
+            time_attr="epoch",
+            max_t=max_epochs,
+            grace_period=tune_cfg["grace_period"],
+            reduction_factor=tune_cfg["reduction_factor"],
+            brackets=3 if name == "hyperband" else 1,
+        )
+    if name == "median":
+        return MedianStoppingRule(
+            time_attr="epoch", grace_period=tune_cfg["grace_period"], min_samples_required=3
+        )
+    if name == "pbt":
+        mutable = {
+            p.key: param_space([p], "random")[p.key] for p in params if p.kind in ("uniform", "loguniform")
+        }
+        if not mutable:
+            raise ConfigError(
+                "tune.scheduler=pbt perturbs continuous values; the search space has no "
+                "uniform[...] or loguniform[...] key (e.g. optimizer.lr: loguniform[1e-4, 1e-1])"
+            )
+        return PopulationBasedTraining(
+            time_attr="epoch",
+            perturbation_interval=tune_cfg["perturbation_interval"],
+            hyperparam_mutations=mutable,
+        )
+    raise ConfigError(f"unknown tune.scheduler {name!r}; choose one of: asha, fifo, hyperband, median, pbt")
+
+
+def search_algorithm(tune_cfg: Mapping[str, Any], seed: int):
+    if tune_cfg["search_alg"] in ("random", "grid"):
+        from ray.tune.search import BasicVariantGenerator
+
+        # random sampling and grid expansion, seeded: the same sweep samples the same configurations
+        return BasicVariantGenerator(random_state=seed, max_concurrent=tune_cfg["max_concurrent_trials"])
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch(seed=seed)
+
+
+def expected_trials(tune_cfg: Mapping[str, Any], params: Sequence[Param]) -> int:
+    """Tune's count: every grid point num_samples times (random and optuna: num_samples)."""
+    if tune_cfg["search_alg"] == "grid":
+        return tune_cfg["num_samples"] * math.prod(len(p.args) for p in params)
+    return tune_cfg["num_samples"] * grid_size(params)
+
+
+def trial_overrides(base_overrides: Sequence[str]) -> list[str]:
+    return [o for o in base_overrides if not o.lstrip("+~").startswith(DRIVER_ONLY)]
+
+
+def trial_dirname(trial) -> str:
+    """Short trial folders (Tune's default spells out every sampled value)."""
+    return f"trial_{trial.trial_id}"
+
+
+def build(
+    cfg: Mapping[str, Any],
+    state,
+    params: Sequence[Param],
+    callbacks: list,
+    stopper,
+    restore: bool,
+):
+    """The Tuner for a new sweep, or Tune's own restored one for a resumed sweep."""
+    from ray import tune
+
+    from sweeplab.trial import run_trial
+
+    tune_cfg = cfg["tune"]
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            run_trial,
+            base_overrides=trial_overrides(state.base_overrides),
+            metric=tune_cfg["metric"],
+            mode=tune_cfg["mode"],
+            fail_once_at_epoch=tune_cfg["fail_once_at_epoch"],
+            drill_dir=state.path if state.store.is_local else None,
+        ),
+        {"cpu": tune_cfg["cpus_per_trial"], "gpu": tune_cfg["gpus_per_trial"]},
+    )
+    space = param_space(params, tune_cfg["search_alg"])
+    if restore:
+        return tune.Tuner.restore(
+            state.path, trainable, resume_unfinished=True, resume_errored=True, param_space=space
+        )
+    # Each trial keeps its best checkpoint by the sweep's metric and its latest (Tune always
+    # keeps the latest): the best becomes the trial's best.pt, the latest is what a retry or a
+    # resume continues from. PBT exploits other trials' recent checkpoints, so it keeps one more.
+    keep = 2 if tune_cfg["scheduler"] == "pbt" else 1
+    return tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(
+            metric=tune_cfg["metric"],
+            mode=tune_cfg["mode"],
+            scheduler=scheduler(tune_cfg, cfg["trainer"]["epochs"], params),
+            search_alg=search_algorithm(tune_cfg, cfg["seed"]),
+            num_samples=tune_cfg["num_samples"],
+            # random/grid: the generator above limits concurrency; Tune's limiter wraps searchers only
+            max_concurrent_trials=tune_cfg["max_concurrent_trials"]
+            if tune_cfg["search_alg"] == "optuna"
+            else None,
+            reuse_actors=tune_cfg["reuse_actors"],
+            trial_dirname_creator=trial_dirname,
+            time_budget_s=tune_cfg["time_budget_s"],
+        ),
+        run_config=tune.RunConfig(
+            name=state.name,
+            storage_path=state.storage,
+            callbacks=callbacks,
+            stop=stopper,
+            failure_config=tune.FailureConfig(max_failures=tune_cfg["max_failures"]),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=keep,
+                checkpoint_score_attribute=tune_cfg["metric"],
+                checkpoint_score_order=tune_cfg["mode"],
+            ),
+            # object storage: Tune's own sweep state goes up every few seconds, so a driver that
+            # dies loses little (trials upload their checkpoints themselves)
+            sync_config=tune.SyncConfig(sync_period=5),
+            verbose=0,
+        ),
+    )
