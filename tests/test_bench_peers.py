@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import require_in_ci
 
 from sweeplab.bench import peers
 from sweeplab.bench.peers import PeerBenchError, Record, figures, medians, read_log, time_to
@@ -205,26 +206,33 @@ def test_peer_task_refuses_keys_it_does_not_build(tmp_path):
 BUSY = "import time\nwhile time.process_time() < 0.6:\n    pass\n"
 
 
-def test_meter_counts_cpu_of_orphaned_descendants(tmp_path):
-    """The command exits at once; its child, orphaned, burns 0.6 s of CPU: it must be counted."""
-    spawner = f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {BUSY!r}])"
+def meter(tmp_path, script: str) -> dict:
     out = tmp_path / "usage.json"
-    code = subprocess.run(
-        [
-            sys.executable,
-            str(peers.PEERS_DIR / "meter.py"),
-            "--out",
-            str(out),
-            "--",
-            sys.executable,
-            "-c",
-            spawner,
-        ],
-        timeout=60,
-    ).returncode
+    command = [sys.executable, str(peers.PEERS_DIR / "meter.py"), "--out", str(out), "--"]
+    code = subprocess.run([*command, sys.executable, "-c", script], timeout=60).returncode
     usage = json.loads(out.read_text())
-    assert code == 0 and usage["returncode"] == 0
-    assert usage["whole_tree"] is True
+    assert code == usage["returncode"] == 0
+    return usage
+
+
+def test_meter_counts_cpu_of_processes_nobody_reaps(tmp_path):
+    """As Ray's raylet does, the parent ignores SIGCHLD: its child's 0.6 s never reach it by rusage."""
+    parent = (
+        "import signal, subprocess, sys\n"
+        "signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
+        f"subprocess.Popen([sys.executable, '-c', {BUSY!r}]).wait()\n"
+    )
+    usage = meter(tmp_path, parent)
+    if not usage["cpu_exact"]:
+        require_in_ci("no cgroup could be made here: the meter can only give a lower bound")
+    assert usage["cpu_s"] >= 0.6
+    assert usage["reaped_cpu_s"] < 0.6  # what rusage alone would have said
+
+
+def test_meter_counts_and_ends_orphaned_descendants(tmp_path):
+    """The command exits at once; its child, orphaned, burns 0.6 s of CPU: counted, and waited for."""
+    usage = meter(tmp_path, f"import subprocess, sys; subprocess.Popen([sys.executable, '-c', {BUSY!r}])")
+    assert usage["subreaper"] is True
     assert usage["orphans_reaped"] >= 1
     assert usage["cpu_s"] >= 0.6
     assert math.isfinite(usage["wall_s"])

@@ -459,7 +459,8 @@ def _summary(tool, seed, result: Launch, records, test_acc, chosen, log, out, ex
         "seed": seed,
         "wall_s": result.wall_s,
         "cpu_s": result.usage.get("cpu_s"),
-        "cpu_whole_tree": result.usage.get("whole_tree"),
+        "cpu_exact": result.usage.get("cpu_exact"),  # False: a lower bound (no cgroup could be made)
+        "cpu_method": result.usage.get("cpu_method"),
         "returncode": result.returncode,
         "error": error,
         "test_acc": test_acc,
@@ -527,9 +528,14 @@ def _num(value: float | None, fmt: str) -> str:
     return "—" if value is None else format(value, fmt)
 
 
+def _cpu(value: float | None, exact: bool) -> str:
+    return _num(value, ".0f") if exact or value is None else f"≥ {value:.0f}"  # rusage alone: a lower bound
+
+
 def _one_line(r: dict[str, Any]) -> str:
     text = (
-        f"wall {r['wall_s']:.0f} s, CPU {_num(r['cpu_s'], '.0f')} s, {r['trial_epochs']} trial-epochs, "
+        f"wall {r['wall_s']:.0f} s, CPU {_cpu(r['cpu_s'], r.get('cpu_exact') is not False)} s, "
+        f"{r['trial_epochs']} trial-epochs, "
         f"best val acc {_num(r['best_val_acc'], '.4f')}, test acc {_num(r['test_acc'], '.4f')}"
     )
     return text + (f"  [red]{r['error']}[/red]" if r["error"] else "")
@@ -554,7 +560,7 @@ def table(results: dict[str, Any]) -> Table:
                 SHORT[tool],
                 str(r["seed"]),
                 f"{r['wall_s']:.0f}",
-                _num(r["cpu_s"], ".0f"),
+                _cpu(r["cpu_s"], r.get("cpu_exact") is not False),
                 _num(r["first_epoch_s"], ".0f"),
                 str(r["trial_epochs"]),
                 _num(r["best_val_acc"], ".4f"),
@@ -565,7 +571,10 @@ def table(results: dict[str, Any]) -> Table:
             f"[bold]{SHORT[tool]}[/bold]",
             "median",
             _num(med["wall_s"], ".0f"),
-            _num(med["cpu_s"], ".0f"),
+            _cpu(
+                med["cpu_s"],
+                all(r.get("cpu_exact") is not False for r in results["runs"] if r["tool"] == tool),
+            ),
             _num(med["first_epoch_s"], ".0f"),
             _num(med["trial_epochs"], ".0f"),
             _num(med["best_val_acc"], ".4f"),
