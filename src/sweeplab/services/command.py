@@ -41,14 +41,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 @dataclass
 class Row:
     service: Service
-    state: str  # up | down | stopped | not installed
+    state: str  # up | down | not installed
     pid: int | None
     endpoint: str
     detail: str
 
     @property
     def down(self) -> bool:
-        return self.state in ("down", "stopped")
+        return self.state == "down"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,7 +76,7 @@ def inspect(service: Service, env: dict[str, str], sup: Supervisor) -> Row:
         check = service.check(endpoint, env)
         if check.ok:  # running, but not started here: systemd, another shell
             return Row(service, "up", None, endpoint, f"{check.detail} (not started by sweeplab services)")
-        return Row(service, "stopped", None, endpoint, "not started")
+        return Row(service, "down", None, endpoint, f"{check.detail} (not started)")
     if sup.exited(record):
         gone = f"process {record.pid} is gone; log {record.log}"
         return Row(service, "down", record.pid, record.endpoint, gone)
@@ -88,7 +88,7 @@ def table(rows: list[Row]) -> Table:
     t = Table(title="sweeplab services", title_justify="left")
     for col in ("service", "state", "pid", "endpoint", "detail"):
         t.add_column(col, overflow="fold")
-    styles = {"up": "green", "down": "bold red", "stopped": "red", "not installed": "dim"}
+    styles = {"up": "green", "down": "bold red", "not installed": "dim"}
     for r in rows:
         state = f"[{styles[r.state]}]{r.state}[/]"
         t.add_row(r.service.name, state, str(r.pid or "-"), r.endpoint or "-", r.detail)
