@@ -483,14 +483,24 @@ def run(
     out_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Every tool on every seed, one at a time; returns (and writes to results.json) the raw results."""
-    run_dir = out_dir or BENCH_DIR / "peers" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = out_dir or new_run_dir()
     task = write_task(run_dir, budget_s, max_trials, max_epochs)
     python = ensure_env() if set(tools) - {"sweeplab"} else None
     console.print(
         f"peers: {', '.join(tools)} · seeds {', '.join(map(str, seeds))} · budget {budget_s:g} s · "
         f"{task['max_trials']} trials × {task['epochs']} epochs max · {run_dir}"
     )
-    runs = []
+    results: dict[str, Any] = {
+        "machine": _machine(),
+        "budget_s": budget_s,
+        "max_trials": task["max_trials"],
+        "max_epochs": task["epochs"],
+        "seeds": list(seeds),
+        "thresholds": list(THRESHOLDS),
+        "run_dir": str(run_dir),
+        "runs": [],
+        "medians": {},
+    }
     for i, seed in enumerate(seeds):
         order = list(tools[i % len(tools) :]) + list(tools[: i % len(tools)])  # rotate: spread the drift
         for tool in order:
@@ -499,21 +509,24 @@ def run(
                 result = run_sweeplab(seed, task, run_dir)
             else:
                 result = run_peer(tool, seed, task, run_dir, python, pruner=pruner)
-            runs.append(result)
+            results["runs"].append(result)
             console.print("    " + _one_line(result))
-    results = {
-        "machine": _machine(),
-        "budget_s": budget_s,
-        "max_trials": task["max_trials"],
-        "max_epochs": task["epochs"],
-        "seeds": list(seeds),
-        "thresholds": list(THRESHOLDS),
-        "run_dir": str(run_dir),
-        "runs": runs,
-        "medians": {tool: medians([r for r in runs if r["tool"] == tool]) for tool in tools},
-    }
-    (run_dir / "results.json").write_text(json.dumps(results, indent=1))
+            _save(results, tools)  # after every tool: an interrupted benchmark keeps what it measured
     return results
+
+
+def new_run_dir() -> Path:
+    return BENCH_DIR / "peers" / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _save(results: dict[str, Any], tools: Sequence[str]) -> None:
+    runs = results["runs"]
+    results["medians"] = {
+        tool: medians([r for r in runs if r["tool"] == tool])
+        for tool in tools
+        if any(r["tool"] == tool for r in runs)
+    }
+    (Path(results["run_dir"]) / "results.json").write_text(json.dumps(results, indent=1))
 
 
 # ------------------------------------------------------------------- output
@@ -620,11 +633,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown tool(s) {', '.join(unknown)}; choose from {', '.join(TOOLS)}")
     if args.budget_s <= 0 or not seeds:
         parser.error("--budget-s must be positive and --seeds must name at least one seed")
+    run_dir = new_run_dir()
     try:
-        results = run(args.budget_s, seeds, tools, args.max_trials, args.max_epochs, args.pruner)
+        results = run(args.budget_s, seeds, tools, args.max_trials, args.max_epochs, args.pruner, run_dir)
     except PeerBenchError as err:
         console.print(f"[red]error:[/red] {err}")
         return 1
+    except KeyboardInterrupt:
+        console.print(f"interrupted: the running tool was stopped; what was measured is in {run_dir}")
+        return 130
     console.print(table(results))
     console.print(f"raw results: {Path(results['run_dir']) / 'results.json'}")
     return 1 if any(r["error"] for r in results["runs"]) else 0
