@@ -13,8 +13,9 @@
 ``net.shared`` is seen by both hosts at the same path (as an NFS mount would be).
 
 ``net.start_s3()`` serves S3's protocol (moto's standalone server, checking keys) on the
-head's address; ``net.start_ray()`` starts a Ray head and a worker node (1 CPU each) with
-token auth (RAY_AUTH_MODE=token, one token in each host's ``~/.ray/auth_token``).
+head's address; ``net.start_ray()`` starts a Ray head and a worker node (1 CPU each) through
+services/ray-head.sh and ray-worker.sh, with token auth (one token in each host's
+``~/.ray/auth_token``; drivers need ``ray.env``, i.e. RAY_AUTH_MODE=token).
 
     with TestNetwork() as net:
         s3 = net.start_s3()
@@ -28,7 +29,9 @@ token auth (RAY_AUTH_MODE=token, one token in each host's ``~/.ray/auth_token``)
 On exit everything goes (processes, mounts, namespaces, folders), also when the test fails
 or is interrupted. If the test process is killed, its hosts die with it (parent-death
 signals) and the next ``TestNetwork`` removes the namespaces and folders left behind (their
-names carry the creating process's id). Needs root, iproute2 and util-linux.
+names carry the creating process's id; the parent-death signal follows the creating thread,
+so make a network in the thread that outlives it, e.g. pytest's). Needs root, iproute2 and
+util-linux.
 """
 
 from __future__ import annotations
