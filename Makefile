@@ -57,6 +57,18 @@ lint: $(STAMP)
 ui: $(STAMP)
 	$(VENV)/bin/sweeplab ui
 
+# The team's stack in containers (docker/compose.yaml): PostgreSQL, MinIO, the tracking server with
+# auth, a Ray head and workers, the nightly scheduler. Needs docker/.env (from docker/.env.example).
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+COMPOSE_STACK = $(COMPOSE) -p sweeplab -f docker/compose.yaml
+.PHONY: up down
+up:
+	@[ -f docker/.env ] || { echo "docker/.env is missing: cp docker/.env.example docker/.env and fill in its secrets"; exit 2; }
+	$(COMPOSE_STACK) up -d --build
+
+down:
+	$(COMPOSE_STACK) down
+
 # Everything the project writes here: the venv, caches, build output, the embedded MLflow store
 # and its artifacts, sweeps, benchmark output. Asks nothing; data sets (data/, ~/.cache/sweeplab) stay.
 clean:

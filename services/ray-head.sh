@@ -6,8 +6,12 @@
 #   services/ray-head.sh --temp-dir=/srv/ray               # extra arguments go to `ray start`
 #
 # Environment (defaults in brackets):
-#   SWEEPLAB_RAY_HOST    address this node binds and others reach it on [127.0.0.1]
+#   SWEEPLAB_RAY_HOST    the address other nodes reach this one on [127.0.0.1]; "auto": this machine's
+#                        first address (containers). Ray 2.60 listens on every interface whatever
+#                        this says: token authentication is what keeps strangers out.
 #   SWEEPLAB_RAY_PORT    the head's GCS port [6379]
+#   SWEEPLAB_RAY_DASHBOARD  true: Ray's dashboard and job API (for `ray job submit`) [false]
+#   SWEEPLAB_RAY_DASHBOARD_HOST / _PORT  where it listens [127.0.0.1] / [8265]
 #   SWEEPLAB_RAY_CPUS    CPUs this node offers to trials [all cores]
 #   RAY_AUTH_MODE        token [token] or disabled; see services/lib/ray-auth.sh
 #   RAY_AUTH_TOKEN_PATH  the cluster's token file [~/.ray/auth_token], created here if missing
@@ -22,8 +26,14 @@ RAY=.venv/bin/ray
 export RAY_USAGE_STATS_ENABLED=0
 source services/lib/ray-auth.sh
 ray_auth_setup head
+dashboard=(--include-dashboard=false)
+if [[ "${SWEEPLAB_RAY_DASHBOARD:-false}" == true ]]; then
+  # Needs ray[default] (pip install "sweeplab[cluster]"); serves Ray's job API for `ray job submit`.
+  dashboard=(--include-dashboard=true --dashboard-host="${SWEEPLAB_RAY_DASHBOARD_HOST:-127.0.0.1}"
+             --dashboard-port="${SWEEPLAB_RAY_DASHBOARD_PORT:-8265}")
+fi
 exec "$RAY" start --head --block \
-  --node-ip-address="${SWEEPLAB_RAY_HOST:-127.0.0.1}" \
+  --node-ip-address="$(ray_node_ip)" \
   --port="${SWEEPLAB_RAY_PORT:-6379}" \
   --num-cpus="${SWEEPLAB_RAY_CPUS:-$(nproc)}" \
-  --include-dashboard=false --disable-usage-stats "$@"
+  "${dashboard[@]}" --disable-usage-stats "$@"

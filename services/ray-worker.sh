@@ -6,7 +6,8 @@
 #
 # Environment (defaults in brackets):
 #   SWEEPLAB_RAY_ADDRESS the head, HOST:PORT (required)
-#   SWEEPLAB_RAY_HOST    address this node binds and others reach it on [127.0.0.1]
+#   SWEEPLAB_RAY_HOST    the address other nodes reach this one on [127.0.0.1]; "auto": this machine's
+#                        first address (containers)
 #   SWEEPLAB_RAY_CPUS    CPUs this node offers to trials [all cores]
 #   RAY_AUTH_MODE        token [token] or disabled: the head's mode
 #   RAY_AUTH_TOKEN_PATH  the cluster's token file [~/.ray/auth_token]: copy it from the head
@@ -20,6 +21,6 @@ source services/lib/ray-auth.sh
 ray_auth_setup worker
 exec "$RAY" start --block \
   --address="${SWEEPLAB_RAY_ADDRESS:?set SWEEPLAB_RAY_ADDRESS to the head, e.g. 127.0.0.1:6379}" \
-  --node-ip-address="${SWEEPLAB_RAY_HOST:-127.0.0.1}" \
+  --node-ip-address="$(ray_node_ip)" \
   --num-cpus="${SWEEPLAB_RAY_CPUS:-$(nproc)}" \
   --disable-usage-stats "$@"

@@ -237,14 +237,14 @@ def run_tracking_server(database_url: str, workdir: Path, **variables: str) -> I
     port = free_port()
     artifacts = workdir / "artifacts"
     log = workdir / f"tracking-{port}.log"
-    env = script_env(
-        SWEEPLAB_DB_URL=database_url,
-        SWEEPLAB_PORT=str(port),
-        SWEEPLAB_ARTIFACTS=str(artifacts),
-        SWEEPLAB_WORKERS="1",
-        SWEEPLAB_STATE_DIR=str(workdir / "state"),
-        **variables,
-    )
+    defaults = {
+        "SWEEPLAB_DB_URL": database_url,
+        "SWEEPLAB_PORT": str(port),
+        "SWEEPLAB_ARTIFACTS": str(artifacts),
+        "SWEEPLAB_WORKERS": "1",
+        "SWEEPLAB_STATE_DIR": str(workdir / "state"),
+    }
+    env = script_env(**(defaults | variables))
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [str(TRACKING_SCRIPT)],

@@ -1,4 +1,5 @@
-# Sourced by ray-head.sh and ray-worker.sh: both sides of a Ray cluster use the same token mode.
+# Sourced by ray-head.sh and ray-worker.sh: both sides of a Ray cluster use the same token mode,
+# and find their own address the same way.
 #
 # Ray 2.60 turns token authentication on by itself for a head when ~/.ray/auth_token exists (a
 # local sweep creates that file), but not for `ray start --address`: a worker on such a machine
@@ -27,4 +28,14 @@ ray_auth_setup() {
     echo "ray-head: created the cluster's auth token in $path (copy it to every worker)" >&2
   fi
   export RAY_AUTH_TOKEN_PATH="$path"
+}
+
+# ray_node_ip: SWEEPLAB_RAY_HOST, where "auto" means this machine's (container's) first address,
+# which is what other nodes reach it on in compose or Kubernetes networks.
+ray_node_ip() {
+  local host="${SWEEPLAB_RAY_HOST:-127.0.0.1}"
+  if [[ "$host" == auto ]]; then
+    host="$(hostname -i | awk '{print $1}')"
+  fi
+  echo "$host"
 }
