@@ -32,6 +32,7 @@ SECRETS = {  # compose variable -> a test value nobody would use
     "MLFLOW_ADMIN_PASSWORD": "test-only-admin",
     "MLFLOW_FLASK_SECRET_KEY": "test-only-flask",
     "RAY_AUTH_TOKEN": "test-only-ray-token",
+    "SWEEP_MLFLOW_PASSWORD": "test-only-sweeper",
     "NIGHTLY_MLFLOW_PASSWORD": "test-only-nightly",
 }
 # Each sweeplab container's command is one of these scripts, which these tests run for real.
@@ -49,7 +50,16 @@ def run_compose_config(tmp_path: Path, **variables: str) -> subprocess.Completed
     exe = shutil.which("docker-compose")
     if exe is None:
         require_in_ci("docker-compose is not installed (make test-tools installs it)")
-    names = set(SECRETS) | {"COMPOSE_", "MLFLOW_", "MINIO_", "RAY_", "POSTGRES_", "SWEEPLAB_", "NIGHTLY_"}
+    names = set(SECRETS) | {
+        "COMPOSE_",
+        "MLFLOW_",
+        "MINIO_",
+        "RAY_",
+        "POSTGRES_",
+        "SWEEPLAB_",
+        "NIGHTLY_",
+        "SWEEP_",
+    }
     env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(names))}
     env.update(variables)
     # An empty env file: a developer's docker/.env must not leak into the result.
@@ -165,7 +175,9 @@ def test_compose_ray_cluster_uses_token_authentication(compose_config):
         assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"  # trials checkpoint to the object store
         assert "container_name" not in services[name]
     assert services["ray-worker"]["environment"]["SWEEPLAB_RAY_ADDRESS"] == "ray-head:6379"
-    assert services["ray-head"]["environment"]["MLFLOW_TRACKING_URI"] == "http://tracking:5000"
+    head = services["ray-head"]["environment"]
+    assert head["MLFLOW_TRACKING_URI"] == "http://tracking:5000"  # sweep drivers run on the head
+    assert head["MLFLOW_TRACKING_PASSWORD"] == SECRETS["SWEEP_MLFLOW_PASSWORD"]
 
 
 @pytest.mark.parametrize("secret", sorted(SECRETS))
