@@ -21,7 +21,10 @@ from sweeplab.config import ConfigError, compose, to_container
 from sweeplab.data import load_data
 
 STATUSES = {"completed", "early_stopped", "stopped_by_scheduler", "diverged", "failed"}
+MLFLOW_STATUS = {"completed": "FINISHED", "early_stopped": "FINISHED", "stopped_by_scheduler": "FINISHED",
+                 "diverged": "FAILED", "failed": "FAILED"}  # fmt: skip
 SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
+pytest_plugins = ["servers"]  # fixtures: tracking_server (a real mlflow server on PostgreSQL)
 
 
 def write_space(root: Path, name: str, body: str) -> str:
@@ -52,7 +55,15 @@ def steps(client: MlflowClient, run_id: str, key: str = "val/loss") -> list[int]
     return sorted(m.step for m in client.get_metric_history(run_id, key))
 
 
-def test_asha_sweep_records_parent_children_best_model(workdir):
+@pytest.fixture(params=["sqlite", pytest.param("server", marks=pytest.mark.service)])
+def store_uri(request, workdir) -> str:
+    """The embedded SQLite file, and a real `mlflow server` on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{workdir / 'mlflow.db'}"
+    return request.getfixturevalue("tracking_server").url
+
+
+def test_asha_sweep_records_parent_children_best_model(workdir, store_uri):
     outcome = run_sweep(
         "search=lr_batch",
         "tune=asha",
@@ -60,8 +71,9 @@ def test_asha_sweep_records_parent_children_best_model(workdir):
         "trainer.epochs=6",
         "tune.reduction_factor=2",
         "optimizer=sgd",
+        f"tracking.uri={store_uri}",
     )
-    client = store(workdir)
+    client = MlflowClient(store_uri)
     runs = client.search_runs([client.get_experiment_by_name("sweeps").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     kids = children(client, outcome.state.parent_run_id)
@@ -85,6 +97,7 @@ def test_asha_sweep_records_parent_children_best_model(workdir):
         assert files == {"plots/learning_curve.png"}
         if kid.data.tags["sweeplab.status"] == "stopped_by_scheduler":
             assert len(epochs) < 6
+        assert kid.info.status == MLFLOW_STATUS[kid.data.tags["sweeplab.status"]]  # not FAILED when stopped
 
     parent = client.get_run(outcome.state.parent_run_id)
     assert parent.info.status == "FINISHED"
@@ -103,7 +116,7 @@ def test_asha_sweep_records_parent_children_best_model(workdir):
     }
 
     # the registered model with alias `best` loads and predicts like the reported test accuracy
-    mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
+    mlflow.set_tracking_uri(store_uri)
     version = client.get_model_version_by_alias("sweeps", "best")
     model = mlflow.pytorch.load_model("models:/sweeps@best")
     data = load_data(to_container(compose(["data=digits"]))["data"])
@@ -193,7 +206,8 @@ def test_retried_trial_continues_its_run_and_diverged_trial_ends_the_sweep_fine(
     good, bad = kids[0.05], kids[1e8]
     assert good.data.tags["sweeplab.status"] == "completed" and good.data.tags["sweeplab.retries"] == "1"
     assert "injected failure at epoch 2" in good.data.tags["sweeplab.last_error"]
-    assert steps(client, good.info.run_id) == [1, 2, 3, 4]  # continued, not restarted: no repeated steps
+    assert steps(client, good.info.run_id) == [1, 2, 3, 4]  # no repeated steps
+    assert good.data.tags["sweeplab.continued_at_epoch"] == "2"  # from its epoch-1 checkpoint, not epoch 1
     assert bad.data.tags["sweeplab.status"] == "diverged"
     assert (
         "nan" in bad.data.tags["sweeplab.status_reason"] or "inf" in bad.data.tags["sweeplab.status_reason"]
@@ -260,7 +274,7 @@ def test_resume_after_ctrl_c_runs_each_trial_once_under_the_same_parent(workdir)
     assert "sweeplab sweep resume resumable" in rest
 
     client = store(workdir)
-    parent_id = sweep.SweepState.load(workdir / "sweeps" / "resumable").parent_run_id
+    parent_id = sweep.find_sweep("resumable", {"storage_path": "sweeps"}, {}).parent_run_id
     before = children(client, parent_id)
     assert 2 <= len(before) < 5
     assert client.get_run(parent_id).info.status == "KILLED"

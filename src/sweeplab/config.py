@@ -326,7 +326,10 @@ class TuneConfig:
     reduction_factor: int = 3
     perturbation_interval: int = 2  # pbt: epochs between exploit/explore steps
     reuse_actors: bool = True
-    storage_path: str = "sweeps"  # where Ray Tune keeps sweep state and checkpoints
+    # where the sweep's state and every trial's checkpoints live: a local folder, a folder every
+    # node mounts (NFS), or an object store (s3://bucket/prefix); keys from the AWS environment
+    storage_path: str = "sweeps"
+    storage_endpoint: str | None = None  # an S3-compatible store's URL (MinIO: http://minio:9000)
     name: str | None = None  # the sweep's name; default <experiment>-<timestamp>
     top_k: int = 5  # trials whose validation curves are overlaid on the parent run
     register_model: bool = True

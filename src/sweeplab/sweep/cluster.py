@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +29,6 @@ RAY_ENV = {
     "TUNE_GLOBAL_CHECKPOINT_S": "1",  # sweep state saved every second: a killed driver resumes, not restarts
     "RAY_CHDIR_TO_TRIAL_DIR": "0",  # trials keep the user's working directory (relative data.root works)
     "RAY_LOG_TO_STDERR": "0",
-    "RAY_BACKEND_LOG_LEVEL": "error",
 }
 for _key, _value in RAY_ENV.items():  # read by Ray at import time: set before anything imports it
     os.environ.setdefault(_key, _value)
@@ -43,6 +43,7 @@ TRIAL_ENV = (
     "AWS_REGION",
 )
 PROBE_TIMEOUT_S = 60
+CONNECT_TIMEOUT_S = 5
 
 
 def trial_env() -> dict[str, str]:
@@ -84,6 +85,7 @@ def init_ray(cluster: Mapping[str, Any], log_file: Path) -> None:
     address = cluster.get("address")
     try:
         if address:
+            _reachable(address)  # Ray itself would keep retrying for minutes
             ray.init(address=address, runtime_env={"env_vars": trial_env()}, **kwargs)
         else:
             ray.init(
@@ -110,6 +112,16 @@ def init_ray(cluster: Mapping[str, Any], log_file: Path) -> None:
 
 
 _reaper = None  # the watcher that cleans up after a local Ray if this process is killed
+
+
+def _reachable(address: str) -> None:
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and the like: Ray finds the cluster itself
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConnectionError(exc.strerror or str(exc)) from None
 
 
 def shutdown() -> None:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,15 +24,15 @@ from datetime import datetime
 from importlib.metadata import version
 from typing import Any
 
-from sweeplab.config import ConfigError, compose, flatten, to_container
+from sweeplab.config import ConfigError, compose, flatten, to_container, validate_sweep
 from sweeplab.space import Param, parse_space, validate_space
 from sweeplab.status import TrialStatus
 from sweeplab.sweep import cluster  # noqa: I001  (sets Ray's environment before Ray is imported)
 from sweeplab.sweep import state as sweep_state
 from sweeplab.sweep import tuner as tuning
-from sweeplab.sweep.recorder import PARENT, SESSIONS, Session, SweepRecorder, SweepStopper
+from sweeplab.sweep.recorder import PARENT, SESSIONS, Session, SweepRecorder, SweepStopper, adopt_runs
 from sweeplab.sweep.state import SweepState
-from sweeplab.sweep.storage import Storage, fetch
+from sweeplab.sweep.storage import Storage, fetch, hide_credentials
 from sweeplab.tracking import delivery
 from sweeplab.tracking.outbox import FILE as OUTBOX_FILE
 from sweeplab.tracking.outbox import Outbox
@@ -94,7 +95,9 @@ def _where(state: SweepState) -> str:
 # ------------------------------------------------------------------ start / resume / sync
 def start(cfg: dict[str, Any], base_overrides: Sequence[str], show: Show | None = None) -> SweepOutcome:
     """Refuse what cannot work before anything is created; then open the parent run and run."""
+    hide_credentials()  # before anything could copy them into Ray's runtime environments
     tune_cfg = cfg["tune"]
+    validate_sweep(cfg, cfg["trainer"]["epochs"])  # the schedulers' max_t is trainer.epochs
     params = parse_space(cfg["search"]["space"])
     validate_space(params, base_overrides, tune_cfg["search_alg"])
     tuning.scheduler(tune_cfg, cfg["trainer"]["epochs"], params)  # a bad scheduler/space pairing fails now
@@ -151,6 +154,7 @@ def sync(ref: str, overrides: Sequence[str] = ()) -> SweepOutcome | None:
 
 
 def _reopen(ref: str, overrides: Sequence[str]) -> tuple[SweepState, dict[str, Any], Tracker]:
+    hide_credentials()
     refused = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(OPERATIONAL)]
     if refused:
         raise ConfigError(
@@ -188,10 +192,13 @@ def config_hash(cfg: dict[str, Any]) -> str:
 # ------------------------------------------------------------------ the run
 def _outbox(state: SweepState, tracker: Tracker) -> Outbox:
     local = state.local_dir / OUTBOX_FILE
-    if not local.exists() and not state.store.is_local:  # resumed on another machine
+    elsewhere = not local.exists()
+    if elsewhere and not state.store.is_local:  # resumed on another machine: its last copy
         state.store.download(f"{state.name}/{OUTBOX_FILE}", local)
     outbox = Outbox(local, delivery.Delivery(tracker, fetch))
     outbox.bind(PARENT, state.parent_run_id)
+    if elsewhere:
+        adopt_runs(outbox, tracker, state.parent_run_id)
     return outbox.start()
 
 
@@ -216,6 +223,7 @@ def _run(
         [delivery.reopen(PARENT), delivery.log(PARENT, tags={**cluster_tags, "cluster.address": address})]
     )
     budget = cfg["tune"]["time_budget_s"]
+    fit_started = time.monotonic()  # before Tune's own budget clock starts
     try:
         tuner = tuning.build(cfg, state, params, [recorder, JsonLoggerCallback()], stopper, restore)
         tuner.fit()
@@ -237,9 +245,9 @@ def _run(
         _stop(session, TrialStatus.failed, outbox.rejection)
         raise SweepError(f"sweep {state.name} stopped: {outbox.rejection}")
     trials = getattr(recorder, "trials", {})
-    wall = sum(outbox.state("driver/").values())
+    outbox.write(state=session.clock())
     unfinished = [r for r in trials.values() if r.status.active]
-    out_of_time = bool(budget) and wall >= budget
+    out_of_time = bool(budget) and time.monotonic() - fit_started >= budget
     if (unfinished or len(trials) < session.expected) and not out_of_time:
         # Tune's Ctrl-C handler saves the sweep and returns normally.
         _stop(session, TrialStatus.interrupted, "the sweep was interrupted")

@@ -13,6 +13,7 @@ the live :class:`Session` the driver registered under that name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -49,6 +50,7 @@ class TrialRecord:
     best: dict[str, float] | None = None  # the best epoch by the sweep's metric
     best_uri: str | None = None  # and the checkpoint Tune keeps of it
     restarting: bool = False  # retried or resumed: its next epoch shows where it continued
+    node_ips: list[str] = field(default_factory=list)  # the hosts it ran on, in order
 
     @property
     def key(self) -> str:
@@ -162,12 +164,15 @@ class SweepRecorder(Callback):
         records = self._create(rec)
         if result.get("config_json") and not rec.config_logged:  # the trial's resolved config, once
             cfg = json.loads(result["config_json"])
-            node = {"sweeplab.node": result["node_id"], "sweeplab.node_ip": trial.node_ip or ""}
             records += [
-                delivery.log(rec.key, params=cfg, tags=node),
+                delivery.log(rec.key, params=cfg),
                 delivery.text(rec.key, json.dumps(cfg, indent=2), "config.json"),
             ]
             rec.config_logged = True
+        if "node_id" in result:  # the first result of each trial process: where it runs now
+            rec.node_ips.append(trial.node_ip or "")
+            node = {"sweeplab.node": result["node_id"], "sweeplab.node_ip": trial.node_ip or ""}
+            records.append(delivery.log(rec.key, tags={**node, "sweeplab.node_ips": ",".join(rec.node_ips)}))
         if result.get(FINAL):
             rec.status, rec.reason = TrialStatus(result["trial_status"]), result.get("trial_reason", "")
         else:
@@ -268,8 +273,39 @@ class SweepStopper(Stopper):
 
 def error_text(trial) -> str:
     """The last line of a trial's error (its exception), for the console and the run's tags."""
-    text = trial.get_error() or ""
-    if not text and trial.error_file and Path(trial.error_file).is_file():  # not yet synced to storage
-        text = Path(trial.error_file).read_text()
+    try:
+        text = trial.get_error() or ""
+        if not text and trial.error_file and Path(trial.error_file).is_file():  # not yet synced to storage
+            text = Path(trial.error_file).read_text()
+    except Exception:  # noqa: BLE001 - the error's text is worth less than the sweep going on
+        text = ""
     lines = [line for line in str(text).strip().splitlines() if line.strip()]
     return lines[-1][-2000:] if lines else "trial raised an error (see the trial's error.txt)"
+
+
+def adopt_runs(outbox, tracker, parent_run_id: str) -> None:
+    """A resume on a machine without this sweep's journal (or with an older copy of it): what
+    the store already holds is the truth, so no run is created twice and no epoch logged twice."""
+    from sweeplab.tracking import sampled_values
+
+    saved = outbox.state("trial/")
+    for run in tracker.child_runs(parent_run_id):
+        tags = run.data.tags
+        trial_id = tags.get("sweeplab.trial_id")
+        if not trial_id:
+            continue
+        key = f"trial/{trial_id}"
+        rec = (
+            TrialRecord.from_json(saved[key])
+            if key in saved
+            else TrialRecord(trial_id, int(tags.get("sweeplab.trial_number", 0)), sampled_values(run))
+        )
+        history = tracker.history(run.info.run_id)
+        if history and history[-1][EPOCH] > rec.last_logged:
+            rec.history, rec.last_logged = history, int(history[-1][EPOCH])
+        rec.created = True
+        rec.config_logged = rec.config_logged or "trainer.epochs" in run.data.params
+        with contextlib.suppress(ValueError):
+            rec.status = TrialStatus(tags.get("sweeplab.status", rec.status))
+        outbox.bind(key, run.info.run_id)
+        outbox.write(state={key: rec.to_json()})

@@ -10,8 +10,10 @@ sweeplab's config, which is recorded.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +91,35 @@ class Storage:
             fs.delete_dir(info.path)
         elif info.type == pafs.FileType.File:
             fs.delete_file(info.path)
+
+
+AWS_KEYS = {
+    "AWS_ACCESS_KEY_ID": "aws_access_key_id",
+    "AWS_SECRET_ACCESS_KEY": "aws_secret_access_key",
+    "AWS_SESSION_TOKEN": "aws_session_token",
+}
+
+
+def hide_credentials() -> None:
+    """Move object-store keys from the environment into a private credentials file.
+
+    Ray Tune copies ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` from the driver's
+    environment into every trial's runtime environment, which Ray writes to its logs on
+    every node. A credentials file (``AWS_SHARED_CREDENTIALS_FILE``, mode 600) serves this
+    machine's processes the same keys without that; other nodes bring their own.
+    """
+    keys = {AWS_KEYS[k]: os.environ.pop(k) for k in list(AWS_KEYS) if k in os.environ}
+    os.environ.pop("AWS_SECURITY_TOKEN", None)
+    if not keys:
+        return
+    folder = Path(tempfile.mkdtemp(prefix="sweeplab-credentials-"))  # private (0700), never on storage
+    atexit.register(shutil.rmtree, folder, True)
+    path = folder / "credentials"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write("[default]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items()))
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(path)
+    os.environ.pop("AWS_PROFILE", None)  # the file has one profile: default
 
 
 def fetch(uri: str, file_name: str, dest: Path) -> Path:

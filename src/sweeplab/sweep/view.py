@@ -34,6 +34,7 @@ class LiveView:
         self.live = Live(console=console, auto_refresh=False, transient=False)
         self.started = time.monotonic()
         self.reported: set[str] = set()
+        self.recorder = None
         self.last_draw = 0.0
 
     def __enter__(self) -> LiveView:
@@ -41,11 +42,14 @@ class LiveView:
         return self
 
     def __exit__(self, *exc) -> None:
+        if self.recorder is not None:  # the last frame shows how the sweep ended, not a throttled one
+            self.live.update(self.render(self.recorder), refresh=True)
         self.live.__exit__(*exc)
         if not self.console.is_terminal:
             self.console.print()  # Live leaves its last frame without a newline off a terminal
 
     def __call__(self, recorder) -> None:
+        self.recorder = recorder
         for rec in recorder.trials.values():  # one permanent line per finished trial, for logs and scrollback
             if not rec.status.active and rec.trial_id not in self.reported:
                 self.reported.add(rec.trial_id)

@@ -89,18 +89,18 @@ class Delivery:
         if first.kind == "create_run":
             self._create(outbox, first)
             return
-        run_id = outbox.run_id(first.run)
-        if run_id is None:
-            raise RuntimeError(f"outbox record for run '{first.run}' before the run was created")
+        if first.kind == "log":  # one request per run, in the order they were made
+            for run, records in _by_run(group).items():
+                self.tracker.log_batch(
+                    self._run_id(outbox, run),
+                    [tuple(m) for r in records for m in r.payload["metrics"]],
+                    params={k: v for r in records for k, v in r.payload["params"].items()},
+                    tags={k: v for r in records for k, v in r.payload["tags"].items()},
+                )
+            return
+        run_id = self._run_id(outbox, first.run)
         t = self.tracker
-        if first.kind == "log":
-            t.log_batch(
-                run_id,
-                [tuple(m) for r in group for m in r.payload["metrics"]],
-                params={k: v for r in group for k, v in r.payload["params"].items()},
-                tags={k: v for r in group for k, v in r.payload["tags"].items()},
-            )
-        elif first.kind == "text":
+        if first.kind == "text":
             t.log_text(run_id, first.payload["text"], first.payload["file_name"])
         elif first.kind == "learning_curve":
             p = first.payload
@@ -116,6 +116,13 @@ class Delivery:
             t.reopen(run_id)
         else:
             raise ValueError(f"unknown outbox record kind {first.kind!r}")
+
+    @staticmethod
+    def _run_id(outbox: Outbox, key: str) -> str:
+        run_id = outbox.run_id(key)
+        if run_id is None:
+            raise RuntimeError(f"outbox record for run '{key}' before the run was created")
+        return run_id
 
     def _create(self, outbox: Outbox, record: Record) -> None:
         if outbox.run_id(record.run) is not None:
@@ -136,3 +143,10 @@ class Delivery:
                 start_time=p["start_time"],
             )
         outbox.bind(record.run, run_id)
+
+
+def _by_run(group: Sequence[Record]) -> dict[str, list[Record]]:
+    runs: dict[str, list[Record]] = {}
+    for record in group:
+        runs.setdefault(record.run, []).append(record)
+    return runs

@@ -200,17 +200,22 @@ class Outbox:
         return None
 
     def _next_group(self) -> list[Record]:
-        """The oldest record, with the records after it that can share its request."""
+        """The oldest record, with the records after it that can share its delivery: metric,
+        param and tag writes (``log``) to runs that exist. Writes to one run stay in order;
+        writes to different runs commute."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT seq, kind, run, payload FROM records ORDER BY seq LIMIT ?", (GROUP_LIMIT,)
             ).fetchall()
+            bound = {k for (k,) in self._db.execute("SELECT key FROM runs")}
         group: list[Record] = []
         for seq, kind, run, payload in rows:
             record = Record(kind, run, json.loads(payload), seq)
-            if group and not (record.kind == group[0].kind == "log" and record.run == group[0].run):
+            if group and not (record.kind == group[0].kind == "log" and record.run in bound):
                 break
             group.append(record)
+            if record.kind != "log":
+                break
         return group
 
     def _ack(self, group: Sequence[Record]) -> None:

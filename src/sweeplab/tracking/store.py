@@ -178,15 +178,15 @@ _opened: set[str] = set()
 def open_client(uri: str) -> MlflowClient:
     """A client on a checked store. A fresh SQLite file is created under a file lock: two
     first commands at once would otherwise race in MLflow's schema migration."""
-    client = MlflowClient(uri)
     if uri in _opened:
-        return client
-    check_store(uri)
+        return MlflowClient(uri)
+    check_store(uri)  # before the client: MLflow would create a missing SQLite folder itself
     path = sqlite_path(uri)
     with open(path, "a") if path else open(os.devnull) as fh:
         if path:
             fcntl.flock(fh, fcntl.LOCK_EX)  # flock does not touch SQLite's own (fcntl) locks
-        try:  # the first use of each store creates or migrates its tables
+        try:  # the client's first use of a store creates or migrates its tables
+            client = retrying(lambda: MlflowClient(uri))
             retrying(lambda: client.search_experiments(max_results=1))
             retrying(lambda: client.search_registered_models(max_results=1))
         except MlflowException as exc:

@@ -1,0 +1,262 @@
+"""Failure paths of sweeps and runs, through the `sweeplab` command: one line, nothing lost,
+nothing left RUNNING, nothing left running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+from ray.tune.experiment import Trial
+
+from sweeplab.sweep import recorder as rec_module
+from sweeplab.sweep.recorder import PARENT, Session, SweepRecorder
+from sweeplab.sweep.state import SweepState
+from sweeplab.tracking.delivery import Delivery
+from sweeplab.tracking.outbox import Outbox
+from sweeplab.tracking.store import Tracker
+
+SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
+TINY = ["data=digits", "search=lr_batch", "tune=fifo", "trainer.epochs=2", "tune.num_samples=2"]
+
+
+def sweeplab(*args: str, cwd: Path, timeout: float = 300, env: dict | None = None):
+    return subprocess.run(
+        [*SWEEPLAB, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
+    )
+
+
+def one_line(out: subprocess.CompletedProcess) -> str:
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    return lines[0]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def runs_in(db: Path) -> list:
+    if not db.exists():
+        return []
+    client = MlflowClient(f"sqlite:///{db}")
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+@pytest.mark.parametrize("command", [["train", "data=digits", "trainer.epochs=1"], ["sweep", *TINY]])
+def test_an_unreachable_server_is_one_line_within_seconds(workdir, command):
+    # MLflow's own client would retry for about four minutes; the bound catches that regression
+    out = sweeplab(*command, f"tracking.uri=http://127.0.0.1:{free_port()}", cwd=workdir, timeout=90)
+    assert out.returncode == 2
+    line = one_line(out)
+    assert "cannot reach the tracking server" in line and "connection refused" in line
+    assert not (workdir / "sweeps").exists()
+
+
+def test_a_wrong_database_and_an_unwritable_path_are_one_line(workdir):
+    url = os.environ.get("SWEEPLAB_TEST_POSTGRES_URL")
+    if url:
+        wrong = url.rsplit("/", 1)[0] + "/no_such_database_sweeplab"
+        out = sweeplab("train", "data=digits", f"tracking.uri={wrong}", cwd=workdir, timeout=90)
+        assert out.returncode == 2 and "no_such_database_sweeplab" in one_line(out)
+    out = sweeplab("train", "data=digits", f"tracking.uri=sqlite:///{workdir}/missing/x.db", cwd=workdir)
+    assert out.returncode == 2 and "does not exist" in one_line(out)
+
+
+def test_a_sweep_the_cluster_cannot_run_is_refused_before_any_run(workdir):
+    out = sweeplab("sweep", *TINY, "cluster.num_cpus=1", "tune.cpus_per_trial=2", cwd=workdir)
+    assert out.returncode == 2
+    assert "tune.cpus_per_trial=2" in one_line(out)
+    assert runs_in(workdir / "mlflow.db") == [] and not (workdir / "sweeps" / "x").exists()
+
+
+def test_a_cluster_that_is_not_there_is_one_line(workdir):
+    out = sweeplab(
+        "sweep",
+        *TINY,
+        "cluster=existing",
+        f"cluster.address=127.0.0.1:{free_port()}",
+        cwd=workdir,
+        timeout=180,
+    )
+    assert out.returncode == 2
+    assert "cannot start the Ray cluster at 127.0.0.1" in one_line(out)
+    assert runs_in(workdir / "mlflow.db") == []
+
+
+def test_a_sweep_and_a_train_share_a_fresh_sqlite_store(workdir):
+    """Both first commands on a new store migrate its schema; neither loses its runs."""
+    procs = [
+        subprocess.Popen(
+            [*SWEEPLAB, *cmd], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for cmd in (
+            ["sweep", *TINY, "tracking.experiment=s", "tune.name=shared"],
+            ["train", "data=digits", "trainer.epochs=2", "tracking.experiment=t"],
+            ["train", "data=digits", "trainer.epochs=2", "tracking.experiment=t"],
+        )
+    ]
+    outputs = [p.communicate(timeout=400)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], "\n".join(outputs)
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    sweep_runs = client.search_runs([client.get_experiment_by_name("s").experiment_id])
+    train_runs = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    assert len(sweep_runs) == 3 and len(train_runs) == 2
+    assert {r.info.status for r in sweep_runs + train_runs} == {"FINISHED"}
+
+
+def test_a_trial_that_fails_before_it_starts_is_a_failed_child_run(workdir):
+    """Tune reports a trial whose actor never started (on_trial_recover, then on_trial_error)
+    before any on_trial_start: the recorder still gives it its run, closed as failed."""
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    tracker = Tracker({"uri": uri})
+    parent = tracker.start_run("exp", "sweep", {})
+    state = SweepState(
+        "s",
+        str(workdir),
+        parent,
+        "exp",
+        [],
+        {"uri": uri},
+        {"metric": "val/loss", "mode": "min", "scheduler": "fifo"},
+        3,
+    )
+    outbox = Outbox(workdir / "outbox.db", Delivery(tracker, lambda *a: None)).start()
+    outbox.bind(PARENT, parent)
+    rec_module.SESSIONS["s"] = Session(state, outbox)
+    recorder = SweepRecorder("s")
+    recorder.setup()
+    trial = Trial("__no_such_trainable", config={"optimizer.lr": 0.1}, trial_id="abc_00003", stub=True)
+    recorder.on_trial_recover(0, [trial], trial)
+    recorder.on_trial_error(0, [trial], trial)
+    assert outbox.drain(30)
+    client = MlflowClient(uri)
+    kids = client.search_runs(["1"], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(kids) == 1
+    kid = kids[0]
+    assert kid.info.status == "FAILED" and kid.data.tags["sweeplab.status"] == "failed"
+    assert kid.data.tags["sweeplab.retries"] == "1" and kid.data.params["sampled.optimizer.lr"] == "0.1"
+    assert kid.info.run_name == "trial-003"
+
+
+def wait_for(condition, timeout_s: float) -> bool:
+    """Poll a condition until it holds or the deadline passes (a bound, not a timing assertion)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def journaled(sweep_dir: Path) -> list[dict]:
+    """The recorder's state of each trial, as the sweep's outbox journal holds it."""
+    import json
+    import sqlite3
+
+    if not (sweep_dir / "outbox.db").exists():
+        return []
+    with sqlite3.connect(sweep_dir / "outbox.db", timeout=10) as db:
+        try:
+            rows = db.execute("SELECT value FROM state WHERE key LIKE 'trial/%'").fetchall()
+        except sqlite3.OperationalError:  # not created yet
+            return []
+    return [json.loads(v) for (v,) in rows]
+
+
+def ray_processes_of(pgid: int) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:80])
+            except (OSError, ProcessLookupError):
+                continue
+    return found
+
+
+@pytest.mark.slow
+def test_sigkilled_driver_leaves_nothing_running_and_resumes_exactly(workdir):
+    args = [
+        "sweep",
+        "data=digits",
+        "search=optimizers",
+        "tune=fifo",
+        "tune.num_samples=4",
+        "trainer.epochs=6",
+        "trainer.early_stopping.enabled=false",
+        "tune.max_concurrent_trials=2",
+        "tune.name=killed",
+        "tracking.experiment=killed",
+    ]
+    with open(workdir / "driver.out", "w") as log:
+        proc = subprocess.Popen(
+            [*SWEEPLAB, *args], stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
+        )
+    # kill the driver while a trial is mid-way (two epochs journaled, not finished)
+    assert wait_for(
+        lambda: any(
+            t["status"] == "running" and t["last_logged"] >= 2
+            for t in journaled(workdir / "sweeps" / "killed")
+        ),
+        300,
+    ), (workdir / "driver.out").read_text()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    wait_for(lambda: not ray_processes_of(proc.pid), 60)  # they die with the driver or its watcher
+    assert ray_processes_of(proc.pid) == [], (workdir / "driver.out").read_text()
+
+    out = sweeplab("sweep", "resume", "killed", cwd=workdir, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("killed").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    kids = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(kids) == 4  # the same parent; no child twice
+    assert len({k.data.tags["sweeplab.trial_id"] for k in kids}) == 4
+    for kid in kids:
+        history = client.get_metric_history(kid.info.run_id, "val/loss")
+        assert sorted(m.step for m in history) == list(range(1, 7))  # every epoch once
+        assert kid.info.status == "FINISHED"
+    continued = [
+        int(k.data.tags["sweeplab.continued_at_epoch"])
+        for k in kids
+        if "sweeplab.continued_at_epoch" in k.data.tags
+    ]
+    assert continued and all(epoch > 1 for epoch in continued)  # from their checkpoints, not epoch 1
+    assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["trials/total"] == 4
+
+
+def test_a_sweep_out_of_time_ends_with_its_summary(workdir):
+    """The time budget stops the trials still running: stopped_by_budget (FINISHED), not interrupted."""
+    out = sweeplab(
+        "sweep",
+        "data=digits",
+        "search=lr_batch",
+        "tune=fifo",
+        "tune.num_samples=2",
+        "trainer.epochs=200",
+        "trainer.early_stopping.enabled=false",
+        "tune.time_budget_s=15",
+        "tracking.experiment=budget",
+        cwd=workdir,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("budget").experiment_id])
+    kids = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert {k.data.tags["sweeplab.status"] for k in kids} == {"stopped_by_budget"}
+    assert {k.info.status for k in kids} == {"FINISHED"}
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert parent.info.status == "FINISHED" and "test/acc" in parent.data.metrics
