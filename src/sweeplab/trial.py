@@ -74,7 +74,11 @@ def run_trial(
     drill_dir: str | None = None,
 ) -> None:
     """Train one configuration; report each epoch with a checkpoint, then one final result."""
-    extra: dict[str, Any] = {"node_id": ray.get_runtime_context().get_node_id()}
+    # where this trial process runs: sent with its first result
+    extra: dict[str, Any] = {
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "node_ip": ray.util.get_node_ip_address(),
+    }
     try:
         cfg = trial_config(base_overrides, sampled)
         extra["config_json"] = json.dumps(cfg)  # the driver records it without composing it again

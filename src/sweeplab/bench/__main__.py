@@ -9,6 +9,10 @@ the machine's speed evenly over both.
 
 tracking: milliseconds per reported epoch written to the embedded SQLite store.
 
+driver, throughput, recovery: the sweep driver and its tracking path under load
+(see sweeplab.bench.service). detector: the nightly regression detector's false
+alarms and detection rate on synthetic nights (sweeplab.nightly.bench).
+
 efficiency: a 16-trial sweep; the seconds trials spent training divided by wall
 seconds x concurrent slots (Ray's start-up, scheduling and tracking are the rest).
 
@@ -17,6 +21,9 @@ under FIFO and under ASHA: trial-epochs run and best validation accuracy.
 
 quality: the 64-trial ASHA sweep of experiment=fashion_mnist_sweep on the full data:
 wall time and the best model's test accuracy.
+
+peers (only when asked, --only=peers): the default sweep against Optuna and KerasTuner
+(sweeplab.bench.peers; its own options, e.g. --budget-s 600 --seeds 0,1, pass through).
 """
 
 from __future__ import annotations
@@ -45,7 +52,21 @@ EFFICIENCY_FLOOR = 0.8
 ASHA_EPOCHS_CEILING = 0.35  # of FIFO's trial-epochs
 ASHA_ACC_TOLERANCE = 0.005  # best val/acc within half a point of FIFO's
 QUALITY_MINUTES, QUALITY_ACC = 20.0, 0.89
-BENCHES = ("loop", "tracking", "efficiency", "asha", "quality")
+DRIVER_MEDIAN_MS = 2.0  # per reported result
+THROUGHPUT_FLOOR = 500.0  # results/s into a tracking server on PostgreSQL
+BENCHES = (
+    "loop",
+    "tracking",
+    "driver",
+    "throughput",
+    "recovery",
+    "detector",
+    "efficiency",
+    "asha",
+    "quality",
+    "peers",
+)
+DEFAULT = tuple(b for b in BENCHES if b != "peers")  # the peers take an hour or more: ask for them
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -203,9 +224,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=5, help="measured epochs per loop (default 5)")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument(
-        "--only", default=",".join(BENCHES), help=f"comma-separated subset of {','.join(BENCHES)}"
+        "--only",
+        default=",".join(DEFAULT),
+        help=f"comma-separated subset of {','.join(BENCHES)} (default: all but peers)",
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("SWEEPLAB_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL admin URL for the throughput benchmark's tracking server",
+    )
+    args, rest = parser.parse_known_args(argv)  # the rest goes to the peers benchmark
     chosen = [b.strip() for b in args.only.split(",") if b.strip()]
     unknown = sorted(set(chosen) - set(BENCHES))
     if unknown:
@@ -242,6 +270,63 @@ def main(argv: list[str] | None = None) -> int:
             ms / TRACKING_BUDGET_MS,
             f"<= 1 ({TRACKING_BUDGET_MS:g} ms)",
             ms <= TRACKING_BUDGET_MS,
+        )
+    if "driver" in chosen:
+        from sweeplab.bench import service
+
+        for concurrent in (2, 16):
+            cost = service.driver_cost(concurrent)
+            row(
+                f"driver: ms per reported result, {concurrent} concurrent trials (median; p99)",
+                f"{cost['median_ms']:.2f} ms; p99 {cost['p99_ms']:.1f} ms; {cost['results']} results; "
+                f"Ray slow-callback warnings: {cost['slow_warnings']}",
+                cost["median_ms"] / DRIVER_MEDIAN_MS,
+                f"<= 1 ({DRIVER_MEDIAN_MS:g} ms), no warning",
+                cost["median_ms"] <= DRIVER_MEDIAN_MS and cost["slow_warnings"] == 0,
+            )
+    if "throughput" in chosen:
+        from sweeplab.bench import service
+
+        tp = service.throughput(args.postgres)
+        row(
+            "throughput: results/s through the outbox into mlflow server on PostgreSQL, 16 reporters",
+            f"{tp['results']} results in {tp['seconds']:.1f}s, {tp['lost']} metric points lost, "
+            f"append {tp['write_median_ms']:.2f} ms",
+            tp["results_per_s"] / THROUGHPUT_FLOOR,
+            f">= 1 ({THROUGHPUT_FLOOR:g}/s), 0 lost",
+            tp["results_per_s"] >= THROUGHPUT_FLOOR and tp["lost"] == 0,
+        )
+    if "recovery" in chosen:
+        from sweeplab.bench import service
+
+        rec = service.recovery()
+        table.add_row(
+            "recovery: worker node killed -> its trial's next epoch on the head (Ray's defaults)",
+            f"{rec['seconds']:.1f} s (sweep exit {rec['sweep_exit']})",
+            "",
+            "measured",
+            "[green]ok[/]" if rec["sweep_exit"] == 0 else "[red]sweep failed[/]",
+        )
+        ok &= rec["sweep_exit"] == 0
+        console.print(f"recovery: {rec['seconds']:.1f} s")
+    if "detector" in chosen:
+        from sweeplab.nightly.bench import measure
+
+        d = measure()
+        fa, det = d["false_alarms_per_night"], d["detected_within_2_nights"]
+        row(
+            f"detector: false alarms per judged night, {d['series']} stationary series",
+            f"{fa:.2%} ({d['false_alarms_per_season']:.1%} of seasons)",
+            fa / 0.01,
+            "<= 1 (1%)",
+            fa <= 0.01,
+        )
+        row(
+            "detector: 3-sigma steps detected within 2 nights",
+            f"{det:.1%} of {d['series']} series",
+            det / 0.95,
+            ">= 1 (95%)",
+            det >= 0.95,
         )
     if "efficiency" in chosen:
         eff, summary, wall = bench_efficiency()
@@ -289,6 +374,10 @@ def main(argv: list[str] | None = None) -> int:
             f">= 1 ({QUALITY_ACC})",
             acc >= QUALITY_ACC,
         )
+    if "peers" in chosen:
+        from sweeplab.bench import peers
+
+        ok &= peers.main(rest) == 0
     console.print(table)
     return 0 if ok else 1
 

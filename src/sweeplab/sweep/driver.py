@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -122,8 +123,15 @@ def start(cfg: dict[str, Any], base_overrides: Sequence[str], show: Show | None 
         smoothing=max(3, cfg["trainer"]["early_stopping"]["smoothing"]),
         config_hash=config_hash(cfg),
     )
-    cluster.init_ray(cfg["cluster"], state.local_dir / LOG_FILE)
-    tags = cluster.check_cluster(tune_cfg, storage)  # e.g. node-local storage on several nodes
+    fresh_dir = not state.local_dir.exists()
+    try:
+        cluster.init_ray(cfg["cluster"], state.local_dir / LOG_FILE)
+        tags = cluster.check_cluster(tune_cfg, storage)  # e.g. node-local storage on several nodes
+    except ConfigError:
+        cluster.shutdown()
+        if fresh_dir:  # refused: leave nothing behind, not even Ray's log
+            shutil.rmtree(state.local_dir, ignore_errors=True)
+        raise
     state.parent_run_id = tracker.start_sweep_run(
         state.experiment, name, cfg, params, state.path, environment()
     )

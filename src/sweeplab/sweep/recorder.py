@@ -51,6 +51,7 @@ class TrialRecord:
     best_uri: str | None = None  # and the checkpoint Tune keeps of it
     restarting: bool = False  # retried or resumed: its next epoch shows where it continued
     node_ips: list[str] = field(default_factory=list)  # the hosts it ran on, in order
+    nodes: list[str] = field(default_factory=list)  # and their Ray node ids
 
     @property
     def key(self) -> str:
@@ -170,8 +171,9 @@ class SweepRecorder(Callback):
             ]
             rec.config_logged = True
         if "node_id" in result:  # the first result of each trial process: where it runs now
-            rec.node_ips.append(trial.node_ip or "")
-            node = {"sweeplab.node": result["node_id"], "sweeplab.node_ip": trial.node_ip or ""}
+            rec.node_ips.append(result.get("node_ip", ""))
+            rec.nodes.append(result["node_id"])
+            node = {"sweeplab.node": result["node_id"], "sweeplab.node_ip": result.get("node_ip", "")}
             records.append(delivery.log(rec.key, tags={**node, "sweeplab.node_ips": ",".join(rec.node_ips)}))
         if result.get(FINAL):
             rec.status, rec.reason = TrialStatus(result["trial_status"]), result.get("trial_reason", "")

@@ -12,14 +12,16 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from sweeplab import checkpoints
 from sweeplab.tracking.outbox import Outbox, Record
-from sweeplab.tracking.store import Tracker
+from sweeplab.tracking.store import Tracker, sqlite_path
 
 RUN_KEY_TAG = "sweeplab.run_key"
+REQUESTS_IN_FLIGHT = 4
 
 
 def _now_ms() -> int:
@@ -83,20 +85,17 @@ class Delivery:
     def __init__(self, tracker: Tracker, fetch: Callable[[str, str, Path], Path]):
         self.tracker = tracker
         self.fetch = fetch
+        # A server takes several runs' writes at once; a SQLite file takes one writer at a time.
+        self._pool = ThreadPoolExecutor(1 if sqlite_path(tracker.uri) else REQUESTS_IN_FLIGHT)
 
     def __call__(self, outbox: Outbox, group: Sequence[Record]) -> None:
         first = group[0]
         if first.kind == "create_run":
             self._create(outbox, first)
             return
-        if first.kind == "log":  # one request per run, in the order they were made
-            for run, records in _by_run(group).items():
-                self.tracker.log_batch(
-                    self._run_id(outbox, run),
-                    [tuple(m) for r in records for m in r.payload["metrics"]],
-                    params={k: v for r in records for k, v in r.payload["params"].items()},
-                    tags={k: v for r in records for k, v in r.payload["tags"].items()},
-                )
+        if first.kind == "log":  # one request per run, in the order they were made; runs side by side
+            runs = _by_run(group)
+            list(self._pool.map(lambda run: self._log(outbox, run, runs[run]), runs))
             return
         run_id = self._run_id(outbox, first.run)
         t = self.tracker
@@ -116,6 +115,14 @@ class Delivery:
             t.reopen(run_id)
         else:
             raise ValueError(f"unknown outbox record kind {first.kind!r}")
+
+    def _log(self, outbox: Outbox, run: str, records: Sequence[Record]) -> None:
+        self.tracker.log_batch(
+            self._run_id(outbox, run),
+            [tuple(m) for r in records for m in r.payload["metrics"]],
+            params={k: v for r in records for k, v in r.payload["params"].items()},
+            tags={k: v for r in records for k, v in r.payload["tags"].items()},
+        )
 
     @staticmethod
     def _run_id(outbox: Outbox, key: str) -> str:

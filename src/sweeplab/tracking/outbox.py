@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS rejected (
 CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, run_id TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-GROUP_LIMIT = 200  # records merged into one delivery at most
+GROUP_LIMIT = 500  # records merged into one delivery at most
 
 
 @dataclass(frozen=True)
