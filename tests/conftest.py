@@ -10,6 +10,10 @@ import torch
 from sweeplab.config import compose, to_container
 from sweeplab.data import DataBundle
 
+# Real servers (PostgreSQL databases, the tracking server with or without auth, Ray nodes):
+# fixtures in tests/servers.py, registered here once so every test module can use them.
+pytest_plugins = ["servers"]
+
 
 @pytest.fixture
 def make_cfg():

@@ -8,8 +8,8 @@
 - Ray: ``start_ray_node`` runs ``services/ray-head.sh`` / ``ray-worker.sh``.
 - What a process exposes: ``listening_addresses`` (from /proc/net/tcp*), ``group_cmdlines``.
 
-Use them from a test module with ``pytest_plugins = ["servers"]`` (the fixtures) and
-``from servers import ...`` (the helpers).
+tests/conftest.py registers the fixtures (``pytest_plugins``); import the helpers with
+``from servers import ...``.
 """
 
 from __future__ import annotations

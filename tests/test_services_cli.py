@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from servers import RAY, free_port, group_pids, script_env
 
-pytest_plugins = ["servers"]  # fixtures: fresh_database
 pytestmark = pytest.mark.service
 
 

@@ -141,6 +141,11 @@ def test_each_container_runs_a_script_the_service_tests_run(compose_config):
         )
     # The nightly scheduler is the CLI's `nightly schedule` (built and tested with the nightly feature).
     assert services["nightly"]["command"] == ["sweeplab", "nightly", "schedule"]
+    from sweeplab.cli import build_parser
+
+    with pytest.raises(SystemExit) as shown:
+        build_parser().parse_args(["nightly", "schedule", "--help"])  # the CLI has that command
+    assert shown.value.code == 0
 
 
 def test_compose_publishes_only_on_loopback(compose_config):

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from servers import SERVICES, free_port, run_auth_tracking_server, script_env, stop_group
 
-pytest_plugins = ["servers"]  # fixtures: fresh_database
 pytestmark = pytest.mark.service
 
 ACCESS_KEY, SECRET_KEY = "sweeplab", "s3-secret-never-on-argv"

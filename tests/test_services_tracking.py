@@ -27,8 +27,6 @@ from servers import (
     with_password,
 )
 
-pytest_plugins = ["servers"]  # fixtures: admin_url, fresh_database, tracking_server, auth_tracking_server
-
 pytestmark = pytest.mark.service
 
 
