@@ -30,7 +30,7 @@ def http_health(url: str, timeout_s: float = 3.0) -> Health:
         return Health(False, f"{url}: {reason}")
 
 
-def ray_health(address: str, ray_bin: str, env: dict[str, str], timeout_s: float = 30.0) -> Health:
+def ray_health(address: str, ray_bin: str, env: dict[str, str], timeout_s: float = 15.0) -> Health:
     """``ray health-check``: the GCS at ``address`` answers (with the cluster's token when auth is on).
 
     The same check KubeRay and the compose file use; run as a child process so that the
