@@ -35,7 +35,8 @@ def net(tmp_path_factory):
 @pytest.fixture(scope="module")
 def s3(net):
     server = net.start_s3()
-    server.write_credentials(net.worker)  # the worker machine's own key, as an admin sets it up
+    for host in net.hosts:  # each machine's own key, as an admin sets it up
+        server.write_credentials(host)
     return server
 
 
@@ -92,6 +93,21 @@ def test_storage_only_the_head_sees_is_refused_before_anything_is_created(net, c
     assert not (net.head.private / "sweeps" / "local").exists()
 
 
+def test_a_node_without_the_object_stores_key_is_refused_before_anything_is_created(net, cluster, s3):
+    key = net.worker.home / ".aws" / "credentials"
+    key.rename(key.with_suffix(".away"))
+    try:
+        proc = sweep(net, cluster, s3, "trainer.epochs=2", name="nokey", storage=s3.uri("sweeps"))
+        assert proc.wait(300) == 2
+    finally:
+        key.with_suffix(".away").rename(key)
+    last = [line for line in proc.output().splitlines() if line.strip()][-1]
+    assert "cannot use tune.storage_path=s3://" in last and net.worker.address in last
+    assert net.head.address not in last.split("cannot use")[0]  # the head has its key
+    with sqlite3.connect(net.head.private / "mlflow.db") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM runs WHERE name = 'nokey'").fetchone() == (0,)
+
+
 def journaled_epochs(net, name: str, node_ip: str) -> int:
     """Epochs logged so far by the trial running on ``node_ip`` (read from the store)."""
     try:
@@ -129,4 +145,4 @@ def test_a_dead_worker_hosts_trial_continues_on_the_head_from_the_object_store(n
         for p in Path(net.base).rglob("*")
         if p.is_file() and not p.is_symlink() and secret in p.read_bytes()
     ]
-    assert leaked == [net.worker.home / ".aws" / "credentials"]
+    assert sorted(leaked) == sorted(host.home / ".aws" / "credentials" for host in net.hosts)

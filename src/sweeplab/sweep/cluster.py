@@ -66,6 +66,21 @@ def quiet_ray(log_file: Path) -> None:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     root.propagate = False
+    _cluster_messages_to(root)
+
+
+def _cluster_messages_to(logger: logging.Logger) -> None:
+    """Ray prints the cluster's messages to a driver (``(raylet) The node ... has been marked
+    dead``) straight to stdout from a thread of its own; they belong in driver.log too.
+    (Ray's private function: if a Ray version renames it, the messages reach the terminal again.)"""
+    import ray._private.worker as ray_worker
+
+    def to_log(data, ignore_prefix: bool) -> None:
+        for line in data.get("lines", []):
+            logger.warning("(%s) %s", data.get("pid", "ray"), line)
+
+    if hasattr(ray_worker, "print_to_stdstream"):
+        ray_worker.print_to_stdstream = to_log
 
 
 class _Scrub(logging.Filter):
@@ -153,13 +168,22 @@ def check_cluster(tune_cfg: Mapping[str, Any], storage: Storage) -> dict[str, An
                 f"tune.{key}={need:g} but no node of the Ray cluster has that many {resource}s "
                 f"(the largest has {most:g}); lower tune.{key} or add a bigger node"
             )
-    if len(nodes) > 1 and storage.is_local:
-        blind = nodes_not_seeing(storage, nodes)
+    if storage.is_local and len(nodes) > 1:
+        blind = nodes_not_seeing(storage, nodes, skip_this_node=True)
         if blind:
             raise ConfigError(
                 f"tune.storage_path={storage.uri} is not shared: the cluster's node(s) "
-                f"{', '.join(blind)} cannot see it. Use a folder every node mounts at the same path "
-                "(e.g. NFS) or an object store: tune.storage_path=s3://bucket/prefix"
+                f"{', '.join(ip for ip, _ in blind)} cannot see it. Use a folder every node mounts at the "
+                "same path (e.g. NFS) or an object store: tune.storage_path=s3://bucket/prefix"
+            )
+    elif not storage.is_local:  # every node writes its trials' checkpoints there with its own keys
+        blind = nodes_not_seeing(storage, nodes, skip_this_node=False)
+        if blind:
+            ip, why = blind[0]
+            raise ConfigError(
+                f"node(s) {', '.join(ip for ip, _ in blind)} of the Ray cluster cannot use "
+                f"tune.storage_path={storage.uri} ({why}); give every node the object store's "
+                "credentials (~/.aws/credentials, or AWS_* variables where its Ray starts)"
             )
     return {
         "cluster.nodes": len(nodes),
@@ -167,29 +191,39 @@ def check_cluster(tune_cfg: Mapping[str, Any], storage: Storage) -> dict[str, An
     }
 
 
-def nodes_not_seeing(storage: Storage, nodes: list[dict[str, Any]]) -> list[str]:
-    """The nodes to which a file written here into the storage folder is invisible."""
+def nodes_not_seeing(
+    storage: Storage, nodes: list[dict[str, Any]], skip_this_node: bool
+) -> list[tuple[str, str]]:
+    """The nodes (address, why) that cannot read a marker this driver writes into the storage."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    marker = Path(storage.uri) / f".sweeplab-probe-{uuid.uuid4().hex}"
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text("probe")
+    marker = f".sweeplab-probe-{uuid.uuid4().hex}"
+    storage.write_text(marker, "probe")
 
     @ray.remote(num_cpus=0)
-    def sees(path: str) -> bool:
-        return os.path.exists(path)
+    def sees(root: str, name: str) -> str:
+        try:
+            if "://" not in root:
+                return "" if os.path.exists(os.path.join(root, name)) else "not found"
+            import pyarrow.fs as pafs
+
+            fs, path = pafs.FileSystem.from_uri(root)
+            found = fs.get_file_info(f"{path}/{name}").type != pafs.FileType.NotFound
+            return "" if found else "not found"
+        except Exception as exc:  # noqa: BLE001 - the reason, not a crash, goes back
+            return str(exc).splitlines()[0][:200]
 
     try:
         here = ray.get_runtime_context().get_node_id()
-        others = [n for n in nodes if n["NodeID"] != here]
+        probed = [n for n in nodes if not (skip_this_node and n["NodeID"] == here)]
         refs = [
             sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
-                str(marker)
+                storage.uri, marker
             )
-            for n in others
+            for n in probed
         ]
-        seen = ray.get(refs, timeout=PROBE_TIMEOUT_S)
+        answers = ray.get(refs, timeout=PROBE_TIMEOUT_S)
     finally:
-        marker.unlink(missing_ok=True)
-    return [n["NodeManagerAddress"] for n, ok in zip(others, seen, strict=True) if not ok]
+        storage.delete(marker)
+    return [(n["NodeManagerAddress"], scrub(why)) for n, why in zip(probed, answers, strict=True) if why]
