@@ -19,15 +19,13 @@ import signal
 from datetime import date
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from sweeplab.cli import console, print_error  # one console: sized to the terminal, or unbounded off one
 from sweeplab.config import ConfigError
 from sweeplab.nightly.history import HistoryStore, StoreError, display_url, resolve_url
 from sweeplab.nightly.suite import Suite, load, split_overrides
-
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def night_arg(text: str) -> date:
@@ -99,12 +97,12 @@ def main(args: argparse.Namespace) -> int:
     try:
         return commands[args.nightly_command](args)
     except KeyboardInterrupt:
-        err_console.print(
-            "[yellow]interrupted[/]: finished runs are recorded; run the same night again to complete it"
+        print_error(
+            "interrupted", "yellow", "finished runs are recorded; run the same night again to complete it"
         )
         return 130
     except (ConfigError, StoreError, ValueError, RuntimeError, FileNotFoundError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True)
+        print_error("error", "bold red", exc)
         return 2
 
 
@@ -136,17 +134,18 @@ def cmd_run(args) -> int:
     runner = NightRunner(suite, settings, entry_overrides, console=console)
     outcome = runner.run(night, args.entry)
     if not outcome.ran:
-        console.print(outcome.message)
+        console.print(outcome.message, markup=False)
         return 0
     if outcome.message:
-        console.print(outcome.message)
+        console.print(outcome.message, markup=False)
     for j in outcome.regressed:
-        console.print(
-            f"[bold red]regressed[/]: {j.entry} {j.watch.metric} since {j.verdict.began} — {j.verdict.reason}"
-        )
+        line = f"{j.entry} {j.watch.metric} since {j.verdict.began}: {j.verdict.reason}"
+        console.print(Text.assemble(("regressed", "bold red"), ": ", line))
     for entry, why in outcome.problems.items():
-        console.print(f"[bold red]failed[/]: {entry} — {why}", markup=True)
-    console.print(f"see the runs in the MLflow UI: sweeplab ui  (experiment nightly/{suite.name})")
+        console.print(Text.assemble(("failed", "bold red"), ": ", f"{entry}: {why}"))
+    console.print(
+        f"see the runs in the MLflow UI: sweeplab ui  (experiment nightly/{suite.name})", markup=False
+    )
     return outcome.exit_code
 
 
@@ -155,7 +154,7 @@ def cmd_history(args) -> int:
     store = _store(settings)
     nights = sorted({n for s, n in store.nights(suite.name)})[-max(1, args.last) :]
     if not nights:
-        console.print(f"no nights of suite '{suite.name}' in {store.shown} yet")
+        console.print(f"no nights of suite '{suite.name}' in {store.shown} yet", markup=False)
         return 0
     verdicts = {(v["night"], v["entry"], v["metric"]): v for v in store.verdicts(suite.name, since=nights[0])}
     watched = {(e.name, w.metric) for e in suite.entries for w in e.watches}
@@ -181,16 +180,9 @@ def cmd_history(args) -> int:
         status = ", ".join(sorted({r.status for r in rows}))
         if status != "completed":
             status += f": {rows[0].reason[:60]}" if rows[0].reason else ""
-        table.add_row(
-            str(night),
-            entry,
-            metric,
-            fmt(mean, spread, len(values)) if values else "–",
-            f"[{COLORS.get(verdict, 'white')}]{verdict}[/]" if verdict else "",
-            status,
-            (rows[0].git_commit or "")[:10],
-            rows[0].machine,
-        )
+        cells = [str(night), entry, metric, fmt(mean, spread, len(values)) if values else "–"]
+        cells += [verdict, status, (rows[0].git_commit or "")[:10], rows[0].machine]
+        table.add_row(*(Text(c, style=COLORS.get(c, "")) for c in cells))  # plain text, never markup
     console.print(table)
     return 0
 
@@ -218,7 +210,7 @@ def cmd_report(args) -> int:
             outcome.problems[r.entry] = f"{r.status}: {r.reason}"
     out_dir = Path(settings["reports_dir"]) / suite.name / args.date.isoformat()
     paths = write(store, suite, args.date, outcome, out_dir)
-    console.print(f"report rebuilt: {paths.html} and {paths.markdown}")
+    console.print(f"report rebuilt: {paths.html} and {paths.markdown}", markup=False)
     return 0
 
 
@@ -245,7 +237,8 @@ def cmd_accept(args) -> int:
     state = "accepted" if fresh else "already accepted"
     console.print(
         f"{state}: {entry.name} {args.metric} from {args.date}; later nights compare against the nights "
-        f"since then ({since} so far; a verdict needs {suite.settings.min_history} before the night judged)"
+        f"since then ({since} so far; a verdict needs {suite.settings.min_history} before the night judged)",
+        markup=False,
     )
     return 0
 
@@ -263,13 +256,13 @@ def cmd_schedule(args) -> int:
         return claim is not None and claim.status == "finished"
 
     def stop(signum, frame) -> None:  # systemd / docker stop: end the night gracefully, then exit
-        console.print(f"received signal {signum}: stopping the scheduler")
+        console.print(f"received signal {signum}: stopping the scheduler", markup=False)
         clock.stop()
         interrupt()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    console.print(f"nightly scheduler for suite '{suite.name}' · history {store.shown}")
+    console.print(f"nightly scheduler for suite '{suite.name}' · history {store.shown}", markup=False)
     Scheduler(
         settings["schedule"],
         settings["timezone"],
@@ -278,5 +271,6 @@ def cmd_schedule(args) -> int:
         clock,
         settings["catch_up_hours"],
         say=lambda line: console.print(line, markup=False),
+        ran_before=lambda: store.ever_claimed(suite.name),
     ).run()
     return 0

@@ -99,14 +99,25 @@ def student_p(left: np.ndarray, right: np.ndarray) -> float:
         return 1.0
     sl = float(np.std(left, ddof=1)) if len(left) > 1 else 0.0
     sr = float(np.std(right, ddof=1)) if len(right) > 1 else 0.0
-    return _p(stats.ttest_ind_from_stats(left.mean(), sl, len(left), right.mean(), sr, len(right)).pvalue)
+    with np.errstate(all="ignore"):
+        return _p(stats.ttest_ind_from_stats(left.mean(), sl, len(left), right.mean(), sr, len(right)).pvalue)
 
 
 def welch_p(left: Sequence[float], right: Sequence[float]) -> float:
     left, right = np.asarray(left, float), np.asarray(right, float)
     if len(left) < 2 or len(right) < 2:
         return 1.0
-    return _p(stats.ttest_ind(left, right, equal_var=False).pvalue)
+    with np.errstate(all="ignore"):  # seeds that agree exactly have no spread: handled by _p
+        result = stats.ttest_ind_from_stats(
+            left.mean(),
+            left.std(ddof=1),
+            len(left),
+            right.mean(),
+            right.std(ddof=1),
+            len(right),
+            equal_var=False,
+        )
+    return _p(result.pvalue)
 
 
 def _p(p: float) -> float:

@@ -63,7 +63,7 @@ class Claim(Base):
     suite: Mapped[str] = mapped_column(String(100))
     night: Mapped[date] = mapped_column(Date)
     owner: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20))  # running | finished | failed
+    status: Mapped[str] = mapped_column(String(20))  # running | finished | partial (some entries) | failed
     version: Mapped[int] = mapped_column(Integer, default=1)
     claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -217,10 +217,25 @@ class HistoryStore:
                 return
             except DBAPIError as exc:
                 last = exc
+                if "does not exist" in str(exc) and self.engine.dialect.name == "postgresql":
+                    self._create_database()
         raise StoreError(
             f"cannot open the nightly history store {self.shown}: {_first_line(last)}; "
             "check that the database server is running and the URL is right"
         )
+
+    def _create_database(self) -> None:
+        """Service mode's first run: create the database (through the server's ``postgres`` one)."""
+        name = self.engine.url.database
+        admin = create_engine(self.engine.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                quoted = conn.dialect.identifier_preparer.quote(name)
+                conn.execute(text(f"CREATE DATABASE {quoted}"))
+        except DBAPIError:  # no right to create it, or a concurrent runner just did: the retry says which
+            pass
+        finally:
+            admin.dispose()
 
     def session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -272,6 +287,10 @@ class HistoryStore:
         with self.session() as s:
             return s.scalars(select(Claim).where(Claim.suite == suite, Claim.night == night)).one_or_none()
 
+    def ever_claimed(self, suite: str) -> bool:
+        with self.session() as s:
+            return s.scalars(select(Claim.id).where(Claim.suite == suite).limit(1)).first() is not None
+
     def heartbeat(self, suite: str, night: date, owner: str) -> None:
         with self.session() as s, s.begin():
             s.execute(
@@ -281,7 +300,8 @@ class HistoryStore:
             )
 
     def release(self, suite: str, night: date, owner: str, status: str) -> None:
-        """``finished``: the night ran to its end; ``failed``: interrupted (a rerun may take it over)."""
+        """``finished``: the night ran to its end; ``partial``: some entries ran (``--entry``);
+        ``failed``: interrupted. Only ``running`` keeps others out."""
         with self.session() as s, s.begin():
             s.execute(
                 update(Claim)
@@ -404,12 +424,12 @@ class HistoryStore:
             q = q.where(VerdictRow.night >= since)
         with self.session() as s:
             return [
-                {
+                {  # the row's own columns win over the detail's copies (dates there are text)
+                    **json.loads(v.detail),
                     "night": v.night,
                     "entry": v.entry,
                     "metric": v.metric,
                     "verdict": v.verdict,
-                    **json.loads(v.detail),
                 }
                 for v in s.scalars(q.order_by(VerdictRow.night, VerdictRow.entry, VerdictRow.metric))
             ]

@@ -21,6 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from rich.table import Table  # noqa: E402
+from rich.text import Text  # noqa: E402
 
 from sweeplab.nightly.detect import Night, Watch, change_points  # noqa: E402
 from sweeplab.nightly.history import HistoryStore  # noqa: E402
@@ -30,7 +31,14 @@ if TYPE_CHECKING:
     from sweeplab.nightly.runner import Judged, NightOutcome
 
 COLUMNS = ("entry", "metric", "tonight", "baseline", "change", "p (Welch)", "verdict", "since", "why")
-COLORS = {"ok": "green", "improved": "cyan", "regressed": "red", "insufficient_history": "yellow"}
+PLOT_COLORS = {"ok": "green", "improved": "tab:cyan", "regressed": "red", "insufficient_history": "gold"}
+COLORS = {  # terminal styles
+    "ok": "green",
+    "improved": "cyan",
+    "regressed": "bold red",
+    "insufficient_history": "yellow",
+    "failed": "bold red",
+}
 
 
 @dataclass
@@ -151,7 +159,7 @@ def plot(
             s=70,
             facecolors="none",
             lw=2,
-            edgecolors=COLORS.get(verdict, "black"),
+            edgecolors=PLOT_COLORS.get(verdict, "black"),
             zorder=4,
             label=f"tonight: {verdict}",
         )
@@ -240,13 +248,11 @@ def terminal_summary(outcome: NightOutcome) -> Table:
     table = Table(title=f"nightly {outcome.suite} {outcome.night}", title_justify="left")
     for c in ("entry", "metric", "tonight", "baseline", "verdict", "since"):
         table.add_column(c)
-    for row in table_rows(outcome.judged):
-        style = COLORS.get(row[6], "white")
-        table.add_row(row[0], row[1], row[2], row[3], f"[{style}]{row[6]}[/]", row[7])
-    for entry, reason in outcome.problems.items():
-        table.add_row(entry, "", "", "", "[red]failed[/]", reason[:80])
-    for entry, reason in outcome.skipped.items():
-        table.add_row(entry, "", "", "", "skipped", reason[:80])
+    cells = [[r[0], r[1], r[2], r[3], r[6], r[7]] for r in table_rows(outcome.judged)]
+    cells += [[entry, "", "", "", "failed", reason[:80]] for entry, reason in outcome.problems.items()]
+    cells += [[entry, "", "", "", "skipped", reason[:80]] for entry, reason in outcome.skipped.items()]
+    for row in cells:  # plain text, never markup: names and reasons may hold brackets
+        table.add_row(*(Text(c, style=COLORS.get(c, "") if i == 4 else "") for i, c in enumerate(row)))
     return table
 
 

@@ -13,6 +13,7 @@ night claimed by a live one says so and stops (exit 0).
 
 from __future__ import annotations
 
+import copy
 import os
 import shlex
 import statistics
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.text import Text
 
 from sweeplab.config import compose, to_container
 from sweeplab.nightly import report as reports
@@ -100,8 +102,15 @@ class NightRunner:
         self.console = console or Console(quiet=True)
         self.after_seed = after_seed  # called after each recorded (entry, seed): progress, tests
         self.commit = git_commit()
+        self._composed: dict[tuple[str, ...], dict[str, Any]] = {}
         self._data_key: str | None = None
         self._data = None
+
+    def _say(self, line: str) -> None:
+        self.console.print(line, markup=False)  # names, paths and reasons are not Rich markup
+
+    def _warn(self, line: str) -> None:
+        self.console.print(Text.assemble(("warning", "yellow"), ": ", line))
 
     # ------------------------------------------------------------------ run
     def run(self, night: date, only: Sequence[str] = ()) -> NightOutcome:
@@ -119,7 +128,7 @@ class NightRunner:
             )
             return outcome
         if claim.taken_over_from:
-            self.console.print(f"took over night {night} from {claim.taken_over_from}, which stopped")
+            self._say(f"took over night {night} from {claim.taken_over_from}, which stopped")
         stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(night, owner, stop), daemon=True)
         beat.start()
@@ -137,7 +146,8 @@ class NightRunner:
             self.store.release(self.suite.name, night, owner, "failed")
             raise
         stop.set()
-        self.store.release(self.suite.name, night, owner, "finished")
+        # a run of some entries only leaves the night open: the scheduler still runs the rest
+        self.store.release(self.suite.name, night, owner, "partial" if only else "finished")
         return outcome
 
     def _heartbeat(self, night: date, owner: str, stop: threading.Event) -> None:
@@ -156,8 +166,8 @@ class NightRunner:
             if s not in self.store.done_seeds(self.suite.name, night, e.name)
         ]
         done = sum(len(e.seeds) for e in entries) - len(todo)
-        self.console.print(
-            f"[bold]nightly[/] suite {self.suite.name}, night {night}: {len(todo)} run(s) to do"
+        self._say(
+            f"nightly suite {self.suite.name}, night {night}: {len(todo)} run(s) to do"
             + (f", {done} already recorded" if done else "")
             + f" · history {self.store.shown} · MLflow experiment nightly/{self.suite.name}"
         )
@@ -165,7 +175,7 @@ class NightRunner:
             label = f"[{i}/{len(todo)}] {entry.name} seed {seed}"
             m = self._measure(entry, seed, night, attempt=1)
             self._record(entry, seed, night, m)
-            self.console.print(f"{label}: {_describe(m, entry)}")
+            self._say(f"{label}: {_describe(m, entry)}")
             if self.after_seed is not None:
                 self.after_seed(entry.name, seed)
         for entry in entries:  # tonight's failures and skips, from the store: a rerun sees earlier ones
@@ -182,13 +192,14 @@ class NightRunner:
             f"tracking.experiment=nightly/{self.suite.name}",
             f"tracking.run_name='{entry.name} seed {seed} {night}'",
         ]
-        if entry.kind == "sweep":
-            stamp = time.strftime("%H%M%S")
-            forced.append(
-                f"tune.name=nightly-{self.suite.name}-{entry.name}-{night}-s{seed}-a{attempt}-{stamp}"
-            )
+        if entry.kind == "sweep":  # the process id keeps a rerun after a crash clear of the dead one's state
+            name = f"nightly-{self.suite.name}-{entry.name}-{night}-s{seed}-a{attempt}-p{os.getpid()}"
+            forced.append(f"tune.name={name}")
         overrides = [*ENTRY_DEFAULTS, *entry.overrides, *self.entry_overrides, *forced, f"seed={seed}"]
-        return compose_entry(entry.name, overrides), overrides
+        key = tuple(overrides)
+        if key not in self._composed:  # composing takes ~0.4 s; the check before the claim composed it
+            self._composed[key] = compose_entry(entry.name, overrides)
+        return copy.deepcopy(self._composed[key]), overrides
 
     def _measure(self, entry: Entry, seed: int, night: date, attempt: int) -> Measurement:
         cfg, overrides = self._config(entry, seed, night, attempt)
@@ -234,6 +245,13 @@ class NightRunner:
         from sweeplab import sweep
         from sweeplab.tracking import Tracker
 
+        name, n = cfg["tune"]["name"], 1
+        while (Path(cfg["tune"]["storage_path"]) / cfg["tune"]["name"]).exists():  # a failed attempt left it
+            n += 1
+            cfg["tune"]["name"] = f"{name}-{n}"
+        overrides = [o for o in overrides if not o.startswith("tune.name=")] + [
+            f"tune.name={cfg['tune']['name']}"
+        ]
         t0 = time.perf_counter()
         outcome = sweep.start(cfg, overrides)
         wall = time.perf_counter() - t0
@@ -356,7 +374,7 @@ class NightRunner:
         paths = reports.write(self.store, self.suite, night, outcome, out_dir)
         outcome.report = paths.markdown
         self.console.print(reports.terminal_summary(outcome))
-        self.console.print(f"report: {paths.html}")
+        self._say(f"report: {paths.html}")
         if log:
             self._log_report(night, outcome, paths)
 
@@ -389,9 +407,9 @@ class NightRunner:
             }
             tracker.log_metrics(run_id, counts, step=0)
             tracker.end_run(run_id, "completed", f"nightly report for {night}")
-            self.console.print(f"report logged to MLflow run {run_id}")
+            self._say(f"report logged to MLflow run {run_id}")
         except Exception as exc:  # noqa: BLE001 - the report is on disk; say why MLflow lacks it
-            self.console.print(f"[yellow]warning:[/] report not logged to MLflow: {_one_line(exc)}")
+            self._warn(f"report not logged to MLflow: {_one_line(exc)}")
 
     def _hook(self, outcome: NightOutcome) -> None:
         command = self.settings.get("on_regression")
@@ -410,9 +428,9 @@ class NightRunner:
                 [*shlex.split(command), str(outcome.report.resolve())], env=env, timeout=300
             )
             if done.returncode:
-                self.console.print(f"[yellow]warning:[/] nightly.on_regression exited with {done.returncode}")
+                self._warn(f"nightly.on_regression exited with {done.returncode}")
         except (OSError, subprocess.TimeoutExpired) as exc:
-            self.console.print(f"[yellow]warning:[/] nightly.on_regression could not run: {_one_line(exc)}")
+            self._warn(f"nightly.on_regression could not run: {_one_line(exc)}")
 
 
 # ------------------------------------------------------------ judging rows
@@ -432,6 +450,7 @@ def judge_entry(store: HistoryStore, suite: Suite, entry: Entry, night: date) ->
 
 def stored_judgements(store: HistoryStore, suite: Suite, night: date) -> list[Judged]:
     """What a night decided, as saved (reruns included), for reports rebuilt later."""
+    order = [(e.name, w.metric) for e in suite.entries for w in e.watches]  # as the night listed them
     watches = {(e.name, w.metric): w for e in suite.entries for w in e.watches}
     out = []
     for v in store.verdicts(suite.name, night):
@@ -441,7 +460,7 @@ def stored_judgements(store: HistoryStore, suite: Suite, night: date) -> list[Ju
         fields_ = {k: v.get(k) for k in Verdict.__dataclass_fields__}
         fields_["verdict"] = v["verdict"]
         out.append(Judged(v["entry"], w, Verdict(**_dates(fields_)), v.get("note", "")))
-    return out
+    return sorted(out, key=lambda j: order.index((j.entry, j.watch.metric)))
 
 
 def _dates(fields_: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,8 @@ the latest cron time at or before now; it runs if it has not run yet (its claim 
 
 * at each cron time the new night runs;
 * after downtime (or a run that overran the next cron time) only the latest missed night
-  runs, once -- never once per missed night;
+  runs, once -- never once per missed night; a suite that never ran before starts at its
+  next cron time (installing the scheduler at noon does not start a night at noon);
 * after a restart a finished night is not run again (the history store's claim row says so),
   and a night whose runner crashed is picked up;
 * a cron time that happens twice in one night (the hour repeated when daylight-saving time
@@ -84,6 +85,7 @@ class Scheduler:
         clock: Clock | None = None,
         catch_up_hours: float = 24.0,
         say: Callable[[str], None] = print,
+        ran_before: Callable[[], bool] = lambda: True,
     ):
         if not croniter.is_valid(cron):
             raise ConfigError(
@@ -95,27 +97,35 @@ class Scheduler:
         self.clock = clock or SystemClock()
         self.window = timedelta(hours=catch_up_hours)
         self.say = say
+        self.ran_before = ran_before  # has this suite ever run (anywhere)? If not, nothing was missed
         self.last: date | None = None  # the night this process launched last
 
+    # Times are compared in UTC: Python compares and subtracts two datetimes of the *same* zone
+    # by wall clock, so 02:30 CET would sort before 02:35 CEST on the night the hour repeats.
     def latest_fire(self, now: datetime) -> datetime:
         """The latest cron time at or before ``now`` (a fire exactly at ``now`` counts)."""
-        return croniter(self.cron, (now + timedelta(seconds=1)).astimezone(self.tz)).get_prev(datetime)
+        start = (now + timedelta(seconds=1)).astimezone(self.tz)
+        return croniter(self.cron, start).get_prev(datetime).astimezone(UTC)
 
     def next_fire(self, now: datetime) -> datetime:
-        return croniter(self.cron, now.astimezone(self.tz)).get_next(datetime)
+        return croniter(self.cron, now.astimezone(self.tz)).get_next(datetime).astimezone(UTC)
 
     def night_of(self, fire: datetime) -> date:
         return fire.astimezone(self.tz).date()
 
     def due(self) -> date | None:
         """The night to run now, if any."""
-        now = self.clock.now()
+        now = self.clock.now().astimezone(UTC)
         fire = self.latest_fire(now)
         night = self.night_of(fire)
         if night == self.last or now - fire > self.window or self.is_done(night):
             return None
-        if now - fire > timedelta(minutes=1):
-            self.say(f"night {night} was due at {fire.isoformat()} and has not run; running it now (once)")
+        late = now - fire > timedelta(minutes=1)
+        if late and not self.ran_before():
+            return None
+        if late:
+            when = fire.astimezone(self.tz).isoformat()
+            self.say(f"night {night} was due at {when} and has not run; running it now (once)")
         return night
 
     def run(self, max_launches: int | None = None) -> int:
@@ -131,9 +141,11 @@ class Scheduler:
                 self.say(f"night {night} ended with exit code {code}")
                 if max_launches is not None and launches >= max_launches:
                     return launches
+                if not self.clock.sleep_until(self.clock.now()):  # asked to stop during the night
+                    return launches
                 continue  # a long run may have passed the next cron time: look again
             fire = self.next_fire(self.clock.now())
-            self.say(f"next night {self.night_of(fire)} at {fire.isoformat()}")
+            self.say(f"next night {self.night_of(fire)} at {fire.astimezone(self.tz).isoformat()}")
             if not self.clock.sleep_until(fire):
                 return launches
 

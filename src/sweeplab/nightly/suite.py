@@ -163,9 +163,13 @@ def load(suite: str | None, overrides: list[str] = ()) -> tuple[Suite, dict[str,
     overrides = list(overrides)
     for o in overrides:
         _check_key(o)
-    if suite:
+    if suite and not any(o.startswith("benchmark=") for o in overrides):  # an explicit override wins
         overrides.append(f"benchmark={suite}")
-    cfg = to_container(compose(overrides, config_name="nightly"))
+    try:
+        cfg = to_container(compose(overrides, config_name="nightly"))
+    except ConfigError as exc:  # the generic hint names `sweeplab train`; here the files are the suites
+        hint = " (see the current values with `sweeplab train --cfg`)"
+        raise ConfigError(str(exc).replace(hint, " (see conf/nightly.yaml and conf/benchmark/)")) from None
     settings = cfg["nightly"]
     return build_suite(cfg["benchmark"], settings["detection"]), settings
 
