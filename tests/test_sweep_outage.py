@@ -66,8 +66,8 @@ class Server:
             )
         wait_for_health(self.url, self.proc, log)
 
-    def stop(self) -> None:
-        stop_group(self.proc)
+    def stop(self, abruptly: bool = False) -> None:
+        stop_group(self.proc, grace_s=0 if abruptly else 20)
 
 
 @pytest.fixture
@@ -120,8 +120,8 @@ def test_server_down_for_half_a_minute_mid_sweep_loses_and_duplicates_nothing(se
             stderr=subprocess.STDOUT,
         )
     assert wait_for(lambda: epochs_journaled(tmp_path) >= 2, 300), (tmp_path / "sweep.out").read_text()
-    server.stop()
     down_since, down_at = time.monotonic(), epochs_journaled(tmp_path)
+    server.stop(abruptly=True)  # the server dies
     assert wait_for(lambda: epochs_journaled(tmp_path) >= down_at + 10, 120)  # training goes on
     time.sleep(max(0.0, 30 - (time.monotonic() - down_since)))  # the outage lasts at least 30 s
     server.start()
@@ -141,7 +141,7 @@ def test_server_still_down_at_the_end_then_sync_delivers_everything(server, tmp_
             env={**os.environ, "SWEEPLAB_DRAIN_S": "5"},
         )
     assert wait_for(lambda: epochs_journaled(tmp_path) >= 2, 300), (tmp_path / "sweep.out").read_text()
-    server.stop()
+    server.stop(abruptly=True)
     stopped = time.monotonic()
     assert sweep.wait(600) != 0
     out = (tmp_path / "sweep.out").read_text()
