@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from conftest import require_in_ci
 
 from sweeplab.cli import build_parser
 from sweeplab.nightly.history import HistoryStore
@@ -27,6 +29,22 @@ def unit(name: str) -> configparser.ConfigParser:
     parser.optionxform = str  # systemd keys are case-sensitive
     parser.read(ROOT / "services" / "systemd" / name)
     return parser
+
+
+@pytest.mark.parametrize("unit_name", ["sweeplab-nightly.service", "sweeplab-nightly.timer"])
+def test_systemd_units_verify(unit_name, tmp_path):
+    exe = shutil.which("systemd-analyze")
+    if exe is None:
+        require_in_ci("systemd-analyze is not installed")
+    for name in ("sweeplab-nightly.service", "sweeplab-nightly.timer"):  # the timer needs its service
+        text = (ROOT / "services" / "systemd" / name).read_text()
+        (tmp_path / name).write_text(
+            text.replace("/opt/sweeplab", str(ROOT))
+        )  # as installed in this checkout
+    proc = subprocess.run(
+        [exe, "verify", str(tmp_path / unit_name)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
 
 
 def test_systemd_timer_catches_up_once_and_starts_the_script():
@@ -90,6 +108,7 @@ def test_the_scheduler_process_runs_a_due_night_once_and_stops_on_sigterm(tmp_pa
     cmd = [sys.executable, "-m", "sweeplab.cli", "nightly", "schedule", "--suite", "tiny"]
     cmd += [f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "nightly.schedule='* * * * *'"]
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SWEEPLAB_NIGHTLY_DB")}
+    env["SWEEPLAB_STATE_DIR"] = str(tmp_path / "state")  # where `sweeplab services` looks for the heartbeat
     proc = subprocess.Popen(
         cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -105,6 +124,8 @@ def test_the_scheduler_process_runs_a_due_night_once_and_stops_on_sigterm(tmp_pa
         if proc.poll() is None:
             proc.kill()
     out = "".join(lines) + rest
+    heartbeat = tmp_path / "state" / "nightly.heartbeat"
+    assert heartbeat.stat().st_mtime >= now.timestamp() - 1  # touched while it ran
     assert proc.returncode == 0, out  # SIGTERM ends the scheduler cleanly (the default action would be -15)
     night = next(d for d in (now.date(), (now + timedelta(minutes=2)).date()) if store.claim_of("tiny", d))
     assert store.claim_of("tiny", night).status == "finished"

@@ -28,9 +28,7 @@ from sweeplab.nightly.runner import NightRunner, judge_entry
 from sweeplab.nightly.suite import load
 
 pytestmark = pytest.mark.slow
-pytest_plugins = [
-    "servers"
-]  # fixtures: fresh_database (needs $SWEEPLAB_TEST_POSTGRES_URL; fails in CI without)
+# fresh_database comes from tests/servers.py (needs $SWEEPLAB_TEST_POSTGRES_URL; fails in CI without it)
 
 D = {i: date(2026, 2, i) for i in range(1, 10)}
 TOO_LOW_LR = "optimizer.lr=0.0003"  # smoke's digits_mlp trains at 0.003

@@ -15,9 +15,7 @@ from sqlalchemy import inspect, select
 
 from sweeplab.nightly.history import VERSION_TABLE, Base, HistoryStore, Result, Row, StoreError, display_url
 
-pytest_plugins = [
-    "servers"
-]  # fixtures: fresh_database (needs $SWEEPLAB_TEST_POSTGRES_URL; fails in CI without)
+# fresh_database comes from tests/servers.py (needs $SWEEPLAB_TEST_POSTGRES_URL; fails in CI without it)
 
 NIGHT = date(2026, 3, 14)
 T0 = datetime(2026, 3, 14, 2, 0, tzinfo=UTC)

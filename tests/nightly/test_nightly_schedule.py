@@ -23,6 +23,7 @@ class FakeClock:
 
     def __init__(self, start: datetime, until: datetime):
         self.t, self.until = start, until
+        self.idle = 0  # sleeps in a row that did not move time forward
 
     def now(self) -> datetime:
         return self.t
@@ -30,6 +31,8 @@ class FakeClock:
     def sleep_until(self, moment: datetime) -> bool:
         if moment > self.until:
             return False
+        self.idle = self.idle + 1 if moment <= self.t else 0
+        assert self.idle < 100, f"the scheduler spins at {self.t} without letting time pass"
         self.t = max(self.t, moment)
         return True
 

@@ -244,12 +244,13 @@ def cmd_accept(args) -> int:
 
 
 def cmd_schedule(args) -> int:
-    from sweeplab.nightly.schedule import Scheduler, SystemClock, subprocess_launcher
+    from sweeplab.nightly.schedule import Heartbeat, Scheduler, SystemClock, subprocess_launcher
 
     suite, settings, _ = _load(args)
     store = _store(settings, must_exist=False)
-    clock = SystemClock()
-    launch, interrupt = subprocess_launcher(suite.name, list(args.overrides))
+    beat = Heartbeat()
+    clock = SystemClock(beat)
+    launch, interrupt = subprocess_launcher(suite.name, list(args.overrides), beat)
 
     def is_done(night: date) -> bool:
         claim = store.claim_of(suite.name, night)
@@ -262,7 +263,10 @@ def cmd_schedule(args) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    console.print(f"nightly scheduler for suite '{suite.name}' · history {store.shown}", markup=False)
+    console.print(
+        f"nightly scheduler for suite '{suite.name}' · history {store.shown} · heartbeat {beat.path}",
+        markup=False,
+    )
     Scheduler(
         settings["schedule"],
         settings["timezone"],

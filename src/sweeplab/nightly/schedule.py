@@ -20,12 +20,14 @@ without sleeping.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -40,22 +42,50 @@ class Clock(Protocol):
     def sleep_until(self, moment: datetime) -> bool: ...  # False: stop the scheduler
 
 
-class SystemClock:
-    """Real time. Sleeps in slices of at most a minute, so a suspended machine or a clock
-    correction does not make the scheduler oversleep; :meth:`stop` wakes it at once."""
+class Heartbeat:
+    """The file a supervisor watches (``sweeplab services``, the compose health check): touched
+    at least every :data:`BEAT_S` seconds while the scheduler lives, a night running or not.
 
-    def __init__(self) -> None:
+    ``$SWEEPLAB_NIGHTLY_HEARTBEAT``, else ``nightly.heartbeat`` in the services' state folder.
+    """
+
+    def __init__(self, env: dict[str, str] | None = None):
+        from sweeplab.services.catalog import HEARTBEAT_FILE
+        from sweeplab.services.supervisor import state_dir
+
+        env = dict(os.environ if env is None else env)
+        self.path = Path(env.get("SWEEPLAB_NIGHTLY_HEARTBEAT") or state_dir(env) / HEARTBEAT_FILE)
+
+    def __call__(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.touch()
+        except OSError:  # an unwritable state folder shows as an unhealthy scheduler, not a dead one
+            pass
+
+
+BEAT_S = 30.0
+
+
+class SystemClock:
+    """Real time. Sleeps in slices of at most :data:`BEAT_S`, beating the heartbeat each time, so
+    a suspended machine or a clock correction does not make the scheduler oversleep;
+    :meth:`stop` wakes it at once."""
+
+    def __init__(self, beat: Callable[[], None] = lambda: None) -> None:
         self._stop = threading.Event()
+        self.beat = beat
 
     def now(self) -> datetime:
         return datetime.now(UTC)
 
     def sleep_until(self, moment: datetime) -> bool:
         while not self._stop.is_set():
+            self.beat()
             remaining = (moment - self.now()).total_seconds()
             if remaining <= 0:
                 return True
-            self._stop.wait(min(remaining, 60.0))
+            self._stop.wait(min(remaining, BEAT_S))
         return False
 
     def stop(self) -> None:
@@ -151,7 +181,7 @@ class Scheduler:
 
 
 def subprocess_launcher(
-    suite: str, overrides: Sequence[str]
+    suite: str, overrides: Sequence[str], beat: Callable[[], None] = lambda: None
 ) -> tuple[Callable[[date], int], Callable[[], None]]:
     """Each night in its own ``sweeplab nightly run`` process (Ray, memory and crashes stay there).
 
@@ -176,7 +206,12 @@ def subprocess_launcher(
         proc = subprocess.Popen(cmd)
         child["proc"] = proc
         try:
-            return proc.wait()
+            while True:  # a night takes hours: the scheduler stays visibly alive meanwhile
+                beat()
+                try:
+                    return proc.wait(timeout=BEAT_S)
+                except subprocess.TimeoutExpired:
+                    continue
         finally:
             child.pop("proc", None)
 
