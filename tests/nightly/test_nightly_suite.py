@@ -134,3 +134,34 @@ def test_imdb_entries_are_skipped_with_the_reason_when_aclimdb_is_missing(tmp_pa
     assert "| course_imdb | skipped | IMDB reviews not found" in report
     rows = NightRunner(suite, settings).store.rows("nightly", until=night)
     assert {(r.entry, r.status) for r in rows} == {("course_imdb", "skipped"), ("course_imdb_l2", "skipped")}
+
+
+def test_failed_and_diverged_entries_exit_1_and_are_tried_again(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (tmp_path / "conf" / "benchmark").mkdir(parents=True)
+    (tmp_path / "conf" / "benchmark" / "broken.yaml").write_text(
+        "defaults:\n  - base_suite\nname: broken\nentries:\n"
+        "  missing_data:\n    overrides: [data=npz, data.path=/nonexistent/arrays.npz]\n"
+        "    watch: {test/acc: {direction: higher, min_change: 0.01}}\n"
+        "  exploding:\n    overrides: [data=digits, optimizer=sgd, optimizer.lr=1e12, trainer.epochs=2]\n"
+        "    watch: {test/acc: {direction: higher, min_change: 0.01}}\n"
+    )
+    suite, settings = load("broken", [f"hydra.searchpath=[file://{tmp_path / 'conf'}]"])
+    night = date(2026, 1, 1)
+    outcome = NightRunner(suite, settings, console=Console(quiet=True)).run(night)
+    assert outcome.exit_code == 1 and not outcome.regressed
+    assert outcome.problems["missing_data"].startswith("failed: DataError")
+    assert outcome.problems["exploding"].startswith("diverged")
+    store = NightRunner(suite, settings).store
+    assert {(r.entry, r.status) for r in store.rows("broken", metric="test/acc")} == {
+        ("missing_data", "failed"),
+        ("exploding", "diverged"),
+    }
+    assert store.done_seeds("broken", night, "missing_data") == set()  # a rerun of the night tries it again
+    assert store.done_seeds("broken", night, "exploding") == {0}  # diverging is a result: not run again
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("nightly/broken").experiment_id])
+    assert {r.info.status for r in runs} <= {"FINISHED", "FAILED"}  # nothing left RUNNING
