@@ -251,7 +251,7 @@ def test_two_schedulers_racing_for_a_night_on_postgresql_run_it_once(fresh_datab
     """Two `sweeplab nightly run` processes start the same night against one PostgreSQL history store."""
     night = "2026-03-01"
     cmd = [sys.executable, "-m", "sweeplab.cli", "nightly", "run", "--suite", "smoke", "--date", night]
-    cmd += ["--entry", "digits_mlp", f"nightly.history_url={fresh_database}"]
+    cmd += ["--entry", "digits_mlp", f"nightly.history_url={fresh_database}", "trainer.epochs=2"]
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "SWEEPLAB_NIGHTLY_DB")}
     procs = [
         subprocess.Popen(

@@ -143,9 +143,11 @@ class NightRunner:
                 outcome.message = f"nothing missing for night {night} of suite '{self.suite.name}'"
         except BaseException:
             stop.set()
+            beat.join(timeout=10)  # no heartbeat write in flight while the claim is released
             self.store.release(self.suite.name, night, owner, "failed")
             raise
         stop.set()
+        beat.join(timeout=10)
         # a run of some entries only leaves the night open: the scheduler still runs the rest
         self.store.release(self.suite.name, night, owner, "partial" if only else "finished")
         return outcome
