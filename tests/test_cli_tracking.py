@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
+from servers import listening_addresses
 
 import sweeplab
 from sweeplab.cli import main
@@ -237,24 +239,62 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ui_serves_the_store_on_loopback(store, make_cfg):
+def ui_processes(port: int) -> list[int]:
+    """Every process of the MLflow UI on this port (the server and its workers)."""
+    servers = [p for p in group_pids_named("mlflow") if f"--port {port}" in cmdline(p)]
+    return servers + [c for s in servers for c in descendants(s)]
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_ui_serves_the_store_on_loopback_and_dies_with_the_command(store, make_cfg, tmp_path, how):
     outcome = train_and_track(make_cfg("data=digits", "trainer.epochs=1", "tracking.log_model=false"))
     port = free_port()
-    proc = subprocess.Popen(
-        [*SWEEPLAB, "ui", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    out = tmp_path / "ui.out"
+    with open(out, "w") as fh:
+        proc = subprocess.Popen([*SWEEPLAB, "ui", "--port", str(port)], stdout=fh, stderr=subprocess.STDOUT)
     try:
-        first = proc.stdout.readline()
-        assert f"http://127.0.0.1:{port}" in first
         body = poll(f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/get?run_id={outcome.run_id}", proc)
         assert outcome.run_id in body and "val/acc" in body
+        servers = ui_processes(port)
+        assert servers
+        sockets = {a for pid in servers for a in listening_addresses(os.getpgid(pid))}
+        assert sockets == {("127.0.0.1", port)}  # what the kernel says it listens on, nothing wider
+        assert str(store) not in " ".join(cmdline(p) for p in servers)  # the store is not on argv
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        proc.send_signal(how)
+        proc.wait(timeout=60)
+    gone = wait_until(lambda: not ui_processes(port), 60)
+    assert gone, f"still running after {how.name}: {ui_processes(port)}"
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def group_pids_named(word: str) -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and word in cmdline(int(p.name))]
+
+
+def descendants(pid: int) -> list[int]:
+    from sweeplab.sweep.reaper import descendants as tree
+
+    return tree(pid)
+
+
+def wait_until(condition, timeout_s: float) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def poll(url: str, proc: subprocess.Popen, attempts: int = 300) -> str:

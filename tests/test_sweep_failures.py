@@ -246,7 +246,7 @@ def test_a_sweep_out_of_time_ends_with_its_summary(workdir):
         "search=lr_batch",
         "tune=fifo",
         "tune.num_samples=2",
-        "trainer.epochs=200",
+        "trainer.epochs=5000",
         "trainer.early_stopping.enabled=false",
         "tune.time_budget_s=15",
         "tracking.experiment=budget",

@@ -14,13 +14,16 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import requests
 from rich.console import Console
 
+from sweeplab.tracking.redact import scrub
 from sweeplab.tracking.store import check_store, resolve_uri, ui_command
 
 READY_TIMEOUT_S = 120
@@ -42,21 +45,30 @@ def serve(tracking_cfg: Mapping[str, Any], port: int | None, console: Console) -
     mlflow_bin = os.path.join(os.path.dirname(sys.executable), "mlflow")
     cmd[0] = mlflow_bin if os.path.exists(mlflow_bin) else cmd[0]
     env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": uri}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_die_with_parent)
-    stop = lambda *_: (_ for _ in ()).throw(KeyboardInterrupt)  # noqa: E731 - SIGTERM ends like Ctrl-C
-    previous = signal.signal(signal.SIGTERM, stop)
+    log = tempfile.NamedTemporaryFile(prefix="sweeplab-ui-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )  # fmt: skip
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends it like Ctrl-C
     try:
         with console.status(f"starting the MLflow UI on {url} ..."):
             ready = _wait_ready(proc, url)
         if not ready:
-            return proc.poll() or 1
-        console.print(f"MLflow UI at {url}  (Ctrl-C stops it)")
+            tail = Path(log.name).read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"the MLflow UI did not start on {url}: {scrub(tail[0])} (log: {log.name})")
+        console.print(f"MLflow UI at {url}  (Ctrl-C stops it; its log: {log.name})")
         return proc.wait()
     except KeyboardInterrupt:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
         _stop_group(proc)
+        log.close()
+
+
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
 
 
 def _wait_ready(proc: subprocess.Popen, url: str) -> bool:
