@@ -419,3 +419,17 @@ def test_each_scheduler_and_search_algorithm_runs_a_sweep(workdir, tune_option, 
     assert parent.data.params["tune.scheduler"] == ("asha" if tune_option == "optuna" else tune_option)
     assert parent.data.params["tune.search_alg"] == ("optuna" if tune_option == "optuna" else "random")
     assert "best/val/loss" in parent.data.metrics and "test/acc" in parent.data.metrics
+
+
+def test_repeats_of_a_grid_point_get_their_own_seeds(workdir):
+    """num_samples repeats every grid point: each repeat is a fresh draw (its seed recorded), not a replica."""
+    searchpath = write_space(workdir / "conf", "grid2", "space:\n  optimizer.lr: grid[0.01, 0.02]\n")
+    outcome = run_sweep(searchpath, "search=grid2", "tune=fifo", "tune.num_samples=2", "trainer.epochs=2")
+    client = store(workdir)
+    kids = children(client, outcome.state.parent_run_id)
+    assert len(kids) == 4 == outcome.summary["trials"]
+    assert len({k.data.params["seed"] for k in kids}) == 4
+    for lr in ("0.01", "0.02"):
+        pair = [k for k in kids if k.data.params["optimizer.lr"] == lr]
+        losses = [tuple(m.value for m in client.get_metric_history(k.info.run_id, "val/loss")) for k in pair]
+        assert len(pair) == 2 and losses[0] != losses[1]

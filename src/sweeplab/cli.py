@@ -208,19 +208,22 @@ def ui_hint(tracking_cfg: dict, run_id: str, overrides) -> str:
 
 
 def _sweep(cfg: dict, run) -> int:
+    from sweeplab.space import parse_space
+    from sweeplab.sweep.tuner import expected_trials
     from sweeplab.sweep.view import LiveView, print_summary
 
     tune_cfg = cfg["tune"]
+    trials = expected_trials(tune_cfg, parse_space(cfg["search"]["space"]))
     console.print(
         Text.assemble(
             ("sweep", "bold"),
             f" search={cfg['search']['name']} scheduler={tune_cfg['scheduler']} "
-            f"search_alg={tune_cfg['search_alg']} num_samples={tune_cfg['num_samples']} "
+            f"search_alg={tune_cfg['search_alg']} trials={trials} "
             f"concurrent={tune_cfg['max_concurrent_trials']} "
             f"metric={tune_cfg['metric']} ({tune_cfg['mode']})",
         )
     )
-    with LiveView(console, tune_cfg["num_samples"], tune_cfg["metric"], tune_cfg["mode"]) as view:
+    with LiveView(console, trials, tune_cfg["metric"], tune_cfg["mode"]) as view:
         outcome = run(view)
     print_summary(console, outcome.summary, ui_hint(outcome.state.tracking, outcome.state.parent_run_id, []))
     return 0 if "best" in outcome.summary else 1

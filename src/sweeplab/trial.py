@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,13 @@ def cached_data(data_cfg: Mapping[str, Any]) -> DataBundle:
     return _DATA_CACHE[key]
 
 
+def trial_number(trial_id: str) -> int:
+    """Tune's trial ids end in a counter (``ab12c_00007``); searchers that name trials otherwise
+    get a stable number from the id."""
+    tail = trial_id.rsplit("_", 1)[-1]
+    return int(tail) if "_" in trial_id and tail.isdigit() else zlib.crc32(trial_id.encode()) % 100_000
+
+
 def cpu_share() -> int:
     """The CPUs Ray assigned to this trial (Ray sets OMP_NUM_THREADS=1 for workers otherwise)."""
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
@@ -81,6 +89,8 @@ def run_trial(
     }
     try:
         cfg = trial_config(base_overrides, sampled)
+        if "seed" not in sampled:  # each trial (each repeat of a grid point too) draws its own seed
+            cfg["seed"] += trial_number(tune.get_context().get_trial_id())
         extra["config_json"] = json.dumps(cfg)  # the driver records it without composing it again
         torch.set_num_threads(cfg["trainer"]["num_threads"] or cpu_share())
         trainer = Trainer(cfg, cached_data(cfg["data"]))
