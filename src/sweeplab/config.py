@@ -278,6 +278,7 @@ class TrackingConfig:
     artifact_root: str = "mlartifacts"  # for a new experiment on a local store
     experiment: str = "sweeplab"
     run_name: str | None = None
+    model_name: str | None = None  # a sweep's registered model; default <experiment>-<data.name>
     log_model: bool = True
     ui_port: int = 5000
 

@@ -26,7 +26,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from sweeplab.metrics import EPOCH, best_epoch, epoch_metrics, overfitting
+from sweeplab.metrics import EPOCH, EPOCH_TIME, best_epoch, epoch_metrics, overfitting
 from sweeplab.status import TrialStatus
 from sweeplab.sweep.storage import checkpoint_uri
 from sweeplab.tracking import delivery
@@ -52,6 +52,8 @@ class TrialRecord:
     restarting: bool = False  # retried or resumed: its next epoch shows where it continued
     node_ips: list[str] = field(default_factory=list)  # the hosts it ran on, in order
     nodes: list[str] = field(default_factory=list)  # and their Ray node ids
+    trained: int = 0  # epochs trained, a replay after a restore included (compute accounting)
+    train_seconds: float = 0.0
 
     @property
     def key(self) -> str:
@@ -179,6 +181,8 @@ class SweepRecorder(Callback):
             rec.status, rec.reason = TrialStatus(result["trial_status"]), result.get("trial_reason", "")
         else:
             epoch = int(result[EPOCH])
+            rec.trained += 1
+            rec.train_seconds += float(result.get(EPOCH_TIME, 0.0))
             if rec.restarting:  # the proof that a retried or resumed trial continued, not restarted
                 records.append(delivery.log(rec.key, tags={"sweeplab.continued_at_epoch": epoch}))
                 rec.restarting = False
@@ -255,7 +259,8 @@ class SweepRecorder(Callback):
                 records.append(delivery.log(rec.key, tags={"sweeplab.best_epoch": int(best[EPOCH])}))
         if rec.best_uri is not None and rec.best is not None:
             records.append(delivery.best_checkpoint(rec.key, rec.best_uri, rec.best))
-        records.append(delivery.end(rec.key, rec.status, rec.reason))
+        compute = {"sweeplab.epochs_trained": rec.trained, "sweeplab.train_seconds": rec.train_seconds}
+        records += [delivery.log(rec.key, tags=compute), delivery.end(rec.key, rec.status, rec.reason)]
         self._write(rec, *records)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab import checkpoints
+from sweeplab.config import flatten
+from sweeplab.metrics import best_epoch as best_epoch_of
 from sweeplab.plots import metric_vs_hyperparameters, overlaid_validation_curves
 from sweeplab.space import parse_space
 from sweeplab.status import TrialStatus
@@ -52,12 +54,17 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
                 "history": history,
                 "best": _best_value(history, metric, mode),
                 "metrics": run.data.metrics,
+                "tags": run.data.tags,
             }
         )
     counts = Counter(t["status"] for t in trials)
-    epochs_run = sum(len(t["history"]) for t in trials)
+    # what the trials trained, replays after a restore included (more than the epochs logged)
+    epochs_run = sum(int(float(t["tags"].get("sweeplab.epochs_trained", len(t["history"])))) for t in trials)
     budget = len(trials) * max_epochs
-    trial_seconds = sum(h.get("epoch_time_s", 0.0) for t in trials for h in t["history"])
+    trial_seconds = sum(
+        float(t["tags"].get("sweeplab.train_seconds", sum(h.get("epoch_time_s", 0.0) for h in t["history"])))
+        for t in trials
+    )
     slots = min(tune_cfg["max_concurrent_trials"] or len(trials), max(1, len(trials)))
     summary: dict[str, Any] = {
         "name": state.name,
@@ -95,7 +102,7 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
     )
     if ranked:
         best = ranked[0]
-        best_epoch = min(best["history"], key=lambda h: h[metric] if mode == "min" else -h[metric])
+        best_epoch = best_epoch_of(best["history"], metric, mode)
         summary.update(best=best, best_epoch=best_epoch)
         final.update({f"best/{k}": v for k, v in best_epoch.items() if k.startswith(("val/", "train/"))})
         final["best/epoch"] = float(best_epoch["epoch"])
@@ -108,9 +115,10 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
                 "best.status": best["status"],
             },
         )
-        tracker.log_params(parent, {f"best.{k}": v for k, v in best["sampled"].items()})
         _plots(tracker, parent, ranked, cfg, metric)
         summary.update(_evaluate_and_register(tracker, cfg, state, best, best_epoch[metric]))
+        # the values the best weights were trained with last (PBT changes them on the way)
+        tracker.log_params(parent, {f"best.{k}": v for k, v in summary["best_config"].items()})
         final.update({k: v for k, v in summary.items() if k.startswith("test/")})
     tracker.log_metrics(parent, final, step=0)
     diag = {
@@ -147,6 +155,12 @@ def _plots(tracker: Tracker, parent: str, ranked, cfg, metric: str) -> None:
         )
 
 
+def model_name(cfg: Mapping[str, Any]) -> str:
+    """The registered model: ``tracking.model_name``, else the experiment and what it was
+    trained on (a sweep on digits never competes with one on Fashion-MNIST)."""
+    return cfg["tracking"].get("model_name") or f"{cfg['tracking']['experiment']}-{cfg['data']['name']}"
+
+
 def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float) -> dict[str, Any]:
     """The chosen model meets the test set once; it is logged on the parent and registered."""
     from sweeplab.models import WithProbabilities
@@ -157,10 +171,12 @@ def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float) -> 
         path = tracker.client.download_artifacts(best["run_id"], "checkpoints/best.pt", tmp)
         ckpt = checkpoints.load(path)
     trial_cfg = ckpt["config"]
+    flat = flatten(trial_cfg)
+    best_config = {k: flat.get(k, flat.get(f"{k}.name", v)) for k, v in best["sampled"].items()}
     trainer = Trainer(trial_cfg, cached_data(trial_cfg["data"]))
     trainer.model.load_state_dict(ckpt["model_state"])
     test_loss, test_acc = trainer.evaluate("test")
-    out: dict[str, Any] = {"test/loss": test_loss, "test/acc": test_acc}
+    out: dict[str, Any] = {"test/loss": test_loss, "test/acc": test_acc, "best_config": best_config}
     parent = state.parent_run_id
     tracker.log_config(parent, trial_cfg, "best_config.yaml")
     tracker.log_checkpoint(parent, ckpt)
@@ -168,9 +184,15 @@ def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float) -> 
         parent, WithProbabilities(trainer.model, trainer.data.num_classes), trainer.data.x_val[:8], step=0
     )
     if cfg["tune"]["register_model"]:
-        name = cfg["tracking"]["experiment"]
+        name = model_name(cfg)
         version, moved = tracker.register_best(
-            name, parent, info.model_id, cfg["tune"]["metric"], cfg["tune"]["mode"], value
+            name,
+            parent,
+            info.model_id,
+            cfg["tune"]["metric"],
+            cfg["tune"]["mode"],
+            value,
+            trainer.data.fingerprint,
         )
         out.update(registered=name, version=version, alias_moved=moved)
     return out

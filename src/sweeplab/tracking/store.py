@@ -442,31 +442,39 @@ class Tracker:
             return None
 
     def register_best(
-        self, model_name: str, run_id: str, model_id: str, metric: str, mode: str, value: float
+        self,
+        model_name: str,
+        run_id: str,
+        model_id: str,
+        metric: str,
+        mode: str,
+        value: float,
+        data_fingerprint: str,
     ) -> tuple[str, bool]:
-        """Register a new version; move the alias ``best`` to it only if it beats the current holder.
+        """Register a new version; move the alias ``best`` to it only if it beats the current holder
+        on the same metric, mode and data (versions carry them as tags).
 
-        Returns (version, alias moved). Versions carry the metric they were chosen by as tags.
-        """
+        Returns (version, alias moved)."""
         try:
             self.client.get_registered_model(model_name)
         except MlflowException:
             self.client.create_registered_model(model_name, description="best model of each sweep (sweeplab)")
+        judged_by = {"sweeplab.metric": metric, "sweeplab.mode": mode, "data.fingerprint": data_fingerprint}
         version = self.client.create_model_version(
             model_name,
             f"models:/{model_id}",
             run_id=run_id,
-            tags={"sweeplab.metric": metric, "sweeplab.metric_value": str(value)},
+            tags={**judged_by, "sweeplab.metric_value": str(value)},
             model_id=model_id,
         ).version
         try:
             current = self.client.get_model_version_by_alias(model_name, "best")
-            held = float(current.tags.get("sweeplab.metric_value", "nan"))
-            better = current.tags.get("sweeplab.metric") != metric or (
-                value < held if mode == "min" else value > held
-            )
         except MlflowException:  # no version holds the alias yet
             better = True
+        else:
+            held = float(current.tags.get("sweeplab.metric_value", "nan"))
+            comparable = all(current.tags.get(k) == v for k, v in judged_by.items())
+            better = comparable and (value < held if mode == "min" else value > held)
         if better:
             self.client.set_registered_model_alias(model_name, "best", version)
         return str(version), better
