@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections import Counter
@@ -117,8 +118,8 @@ def test_asha_sweep_records_parent_children_best_model(workdir, store_uri):
 
     # the registered model with alias `best` loads and predicts like the reported test accuracy
     mlflow.set_tracking_uri(store_uri)
-    version = client.get_model_version_by_alias("sweeps", "best")
-    model = mlflow.pytorch.load_model("models:/sweeps@best")
+    version = client.get_model_version_by_alias("sweeps-digits", "best")  # named after its data too
+    model = mlflow.pytorch.load_model("models:/sweeps-digits@best")
     data = load_data(to_container(compose(["data=digits"]))["data"])
     probs = model(data.x_test)
     accuracy = (probs.argmax(1) == data.y_test).float().mean().item()
@@ -128,10 +129,10 @@ def test_asha_sweep_records_parent_children_best_model(workdir, store_uri):
 
 
 def test_alias_moves_only_to_a_better_model(workdir):
-    good = write_space(workdir / "conf", "good", "space:\n  optimizer.lr: choice[0.003]\n")
+    good_space = write_space(workdir / "conf", "good", "space:\n  optimizer.lr: choice[0.003]\n")
     bad = write_space(workdir / "conf2", "bad", "space:\n  optimizer.lr: choice[0.00001]\n")
     good = run_sweep(
-        good,
+        good_space,
         "search=good",
         "tune=fifo",
         "tune.num_samples=1",
@@ -140,7 +141,7 @@ def test_alias_moves_only_to_a_better_model(workdir):
         "tune.name=good",
     )
     client = store(workdir)
-    first = client.get_model_version_by_alias("sweeps", "best").version
+    first = client.get_model_version_by_alias("sweeps-digits", "best").version
     worse = run_sweep(
         bad,
         "search=bad",
@@ -151,8 +152,22 @@ def test_alias_moves_only_to_a_better_model(workdir):
         "tune.name=worse",
     )
     assert good.summary["alias_moved"] and not worse.summary["alias_moved"]
-    assert client.get_model_version_by_alias("sweeps", "best").version == first
-    assert len(client.search_model_versions("name='sweeps'")) == 2
+    assert client.get_model_version_by_alias("sweeps-digits", "best").version == first
+    by_accuracy = run_sweep(
+        good_space,
+        "search=good",
+        "tune=fifo",
+        "tune.num_samples=1",
+        "trainer.epochs=3",
+        "optimizer=adam",
+        "tune.metric=val/acc",
+        "tune.mode=max",
+        "tune.name=by-accuracy",
+    )
+    # a model chosen by another metric is not comparable, however good its number looks
+    assert not by_accuracy.summary["alias_moved"]
+    assert client.get_model_version_by_alias("sweeps-digits", "best").version == first
+    assert len(client.search_model_versions("name='sweeps-digits'")) == 3
 
 
 def test_group_switching_space_records_the_chosen_options(workdir):
@@ -422,7 +437,7 @@ def test_each_scheduler_and_search_algorithm_runs_a_sweep(workdir, tune_option, 
 
 
 def test_repeats_of_a_grid_point_get_their_own_seeds(workdir):
-    """num_samples repeats every grid point: each repeat is a fresh draw (its seed recorded), not a replica."""
+    """num_samples repeats each grid point: every repeat draws its own seed (recorded): no replicas."""
     searchpath = write_space(workdir / "conf", "grid2", "space:\n  optimizer.lr: grid[0.01, 0.02]\n")
     outcome = run_sweep(searchpath, "search=grid2", "tune=fifo", "tune.num_samples=2", "trainer.epochs=2")
     client = store(workdir)
@@ -433,3 +448,37 @@ def test_repeats_of_a_grid_point_get_their_own_seeds(workdir):
         pair = [k for k in kids if k.data.params["optimizer.lr"] == lr]
         losses = [tuple(m.value for m in client.get_metric_history(k.info.run_id, "val/loss")) for k in pair]
         assert len(pair) == 2 and losses[0] != losses[1]
+
+
+def test_best_weights_follow_the_sweeps_metric_and_mode(workdir):
+    """tune.metric=val/acc, mode max: checkpoint, child's best epoch, summary and registry agree."""
+    outcome = run_sweep(
+        "search=lr_batch",
+        "tune=fifo",
+        "tune.num_samples=2",
+        "trainer.epochs=6",
+        "trainer.early_stopping.enabled=false",
+        "optimizer=adam",
+        "tune.metric=val/acc",
+        "tune.mode=max",
+    )
+    client = store(workdir)
+    parent = client.get_run(outcome.state.parent_run_id)
+    best_run = parent.data.tags["best.run_id"]
+    accs = [(m.value, m.step) for m in client.get_metric_history(best_run, "val/acc")]
+    top = max(v for v, _ in accs)
+    epoch = max(step for v, step in accs if v == top)  # a tie goes to the later epoch
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = torch.load(client.download_artifacts(best_run, "checkpoints/best.pt", tmp), weights_only=False)
+        on_parent = torch.load(
+            client.download_artifacts(parent.info.run_id, "checkpoints/best.pt", tmp), weights_only=False
+        )
+    assert ckpt["epoch"] == epoch and ckpt["metrics"]["val/acc"] == pytest.approx(top)
+    assert on_parent["epoch"] == epoch
+    assert client.get_run(best_run).data.tags["sweeplab.best_epoch"] == str(epoch)
+    assert parent.data.metrics["best/epoch"] == epoch and parent.data.metrics[
+        "best/val/acc"
+    ] == pytest.approx(top)
+    version = client.get_model_version_by_alias("sweeps-digits", "best")
+    assert version.tags["sweeplab.metric"] == "val/acc" and version.tags["sweeplab.mode"] == "max"
+    assert float(version.tags["sweeplab.metric_value"]) == pytest.approx(top)
