@@ -294,12 +294,29 @@ def test_resume_after_ctrl_c_runs_each_trial_once_under_the_same_parent(workdir)
     assert 2 <= len(before) < 5
     assert client.get_run(parent_id).info.status == "KILLED"
 
-    out = subprocess.run(
-        [*SWEEPLAB, "sweep", "resume", "resumable"], capture_output=True, text=True, cwd=workdir, timeout=300
+    # a resume keeps what the sweep searches, and says so in one line
+    refused = subprocess.run(
+        [*SWEEPLAB, "sweep", "resume", "resumable", "trainer.epochs=9"],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+    )
+    assert refused.returncode == 2 and "cannot change trainer.epochs=9" in refused.stderr
+    started = time.time() * 1000
+    out = subprocess.run(  # how it runs may change: two trials at a time from now on
+        [*SWEEPLAB, "sweep", "resume", "resumable", "tune.max_concurrent_trials=2"],
+        capture_output=True,
+        text=True,
+        cwd=workdir,
+        timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
     kids = children(client, parent_id)
     assert len(kids) == 5
+    resumed = sorted((k.info.start_time, k.info.end_time) for k in kids if k.info.start_time >= started)
+    assert any(a_end > b_start for (_, a_end), (b_start, _) in zip(resumed, resumed[1:], strict=False)), (
+        resumed
+    )
     assert len({k.data.tags["sweeplab.trial_id"] for k in kids}) == 5
     assert {k.info.run_id for k in before} <= {k.info.run_id for k in kids}
     for kid in kids:

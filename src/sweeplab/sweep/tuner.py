@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ray.tune.search import BasicVariantGenerator
+
 from sweeplab.config import ConfigError
 from sweeplab.space import Param, grid_size
 
@@ -86,12 +88,22 @@ def scheduler(tune_cfg: Mapping[str, Any], max_epochs: int, params: Sequence[Par
     raise ConfigError(f"unknown tune.scheduler {name!r}; choose one of: asha, fifo, hyperband, median, pbt")
 
 
+class VariantGenerator(BasicVariantGenerator):
+    """Tune's random/grid generator, whose concurrency a resume may change: Tune restores the
+    generator's saved state over whatever the restored sweep was given."""
+
+    pinned_max_concurrent: int | None = None
+
+    def set_state(self, state):
+        super().set_state(state)
+        if self.pinned_max_concurrent:
+            self.max_concurrent = self.pinned_max_concurrent
+
+
 def search_algorithm(tune_cfg: Mapping[str, Any], seed: int):
     if tune_cfg["search_alg"] in ("random", "grid"):
-        from ray.tune.search import BasicVariantGenerator
-
         # random sampling and grid expansion, seeded: the same sweep samples the same configurations
-        return BasicVariantGenerator(random_state=seed, max_concurrent=tune_cfg["max_concurrent_trials"])
+        return VariantGenerator(random_state=seed, max_concurrent=tune_cfg["max_concurrent_trials"])
     from ray.tune.search.optuna import OptunaSearch
 
     return OptunaSearch(seed=seed)
@@ -102,6 +114,24 @@ def expected_trials(tune_cfg: Mapping[str, Any], params: Sequence[Param]) -> int
     if tune_cfg["search_alg"] == "grid":
         return tune_cfg["num_samples"] * math.prod(len(p.args) for p in params)
     return tune_cfg["num_samples"] * grid_size(params)
+
+
+def with_operational_settings(tuner, tune_cfg: Mapping[str, Any]):
+    """A resumed sweep runs with the concurrency, time budget and retries it is given now.
+
+    Tune restores a sweep's run and tune configs as they were pickled and has no API to change
+    them; these are the attributes its resumed fit reads (Ray 2.60's TunerInternal)."""
+    from ray import tune
+
+    internal = tuner._local_tuner
+    internal._run_config.failure_config = tune.FailureConfig(max_failures=tune_cfg["max_failures"])
+    internal._tune_config.time_budget_s = tune_cfg["time_budget_s"]
+    alg = internal._tune_config.search_alg
+    if isinstance(alg, VariantGenerator):
+        alg.pinned_max_concurrent = tune_cfg["max_concurrent_trials"]
+    else:  # Optuna: Tune's own limiter
+        internal._tune_config.max_concurrent_trials = tune_cfg["max_concurrent_trials"]
+    return tuner
 
 
 def trial_overrides(base_overrides: Sequence[str]) -> list[str]:
@@ -140,9 +170,10 @@ def build(
     )
     space = param_space(params, tune_cfg["search_alg"])
     if restore:
-        return tune.Tuner.restore(
+        tuner = tune.Tuner.restore(
             state.path, trainable, resume_unfinished=True, resume_errored=True, param_space=space
         )
+        return with_operational_settings(tuner, tune_cfg)
     # Each trial keeps its best checkpoint by the sweep's metric and its latest (Tune always
     # keeps the latest): the best becomes the trial's best.pt, the latest is what a retry or a
     # resume continues from. PBT exploits other trials' recent checkpoints, so it keeps one more.
