@@ -260,3 +260,12 @@ def test_a_sweep_out_of_time_ends_with_its_summary(workdir):
     assert {k.info.status for k in kids} == {"FINISHED"}
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert parent.info.status == "FINISHED" and "test/acc" in parent.data.metrics
+
+
+def test_a_sweep_whose_trials_cannot_train_is_refused_with_trains_own_line(workdir):
+    """Token-id models on images: every trial would fail and be retried; refused up front instead."""
+    out = sweeplab("sweep", *TINY, "model=embedding_bag", cwd=workdir)
+    train = sweeplab("train", "data=digits", "model=embedding_bag", cwd=workdir)
+    assert out.returncode == 2 and train.returncode == 2
+    assert one_line(out) == one_line(train)  # the same line `sweeplab train` prints
+    assert runs_in(workdir / "mlflow.db") == []

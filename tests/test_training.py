@@ -168,6 +168,18 @@ def test_early_stopping_stops_at_the_right_epoch_and_restores_best(make_cfg, blo
     assert all(torch.equal(v, best[k]) for k, v in trainer.model.state_dict().items())
 
 
+def test_a_run_restored_after_it_stopped_early_trains_no_more(make_cfg, blob_data):
+    """A resumed sweep restores an early-stopped trial from its last checkpoint: it must not train on."""
+    curve = [1.0, 0.8, 0.6, 0.65, 0.7, 0.62, 0.9, 0.5]
+    cfg = small(make_cfg, "trainer.epochs=8", "trainer.early_stopping.patience=3")
+    first = ScriptedTrainer(cfg, blob_data, curve)
+    first.fit()
+    again = ScriptedTrainer(cfg, blob_data, curve)
+    again.restore(first.checkpoint())
+    result = again.fit()
+    assert result.status == EARLY_STOPPED and len(result.history) == 6  # no seventh epoch
+
+
 def test_min_delta_and_smoothing():
     stopper = EarlyStopping(patience=2, min_delta=0.1)
     for epoch, loss in enumerate([1.0, 0.95, 0.92], 1):  # improvements smaller than min_delta

@@ -102,6 +102,7 @@ def start(cfg: dict[str, Any], base_overrides: Sequence[str], show: Show | None 
     params = parse_space(cfg["search"]["space"])
     validate_space(params, base_overrides, tune_cfg["search_alg"])
     tuning.scheduler(tune_cfg, cfg["trainer"]["epochs"], params)  # a bad scheduler/space pairing fails now
+    check_trials_can_train(base_overrides, params)
     storage = Storage.from_config(tune_cfg)
     name = tune_cfg["name"] or f"{cfg['tracking']['experiment']}-{datetime.now():%Y%m%d-%H%M%S}"
     if sweep_state.exists(storage, name):
@@ -137,6 +138,26 @@ def start(cfg: dict[str, Any], base_overrides: Sequence[str], show: Show | None 
     )
     state.save()
     return _run(cfg, state, params, tracker, tags, show, restore=False)
+
+
+def check_trials_can_train(base_overrides: Sequence[str], params: Sequence[Param]) -> None:
+    """Refuse a sweep none of whose trials could train (e.g. ``model=cnn`` on token ids), with the
+    line ``sweeplab train`` would print, before any trial is started and retried in vain."""
+    from itertools import product
+
+    from sweeplab.data import DataError
+    from sweeplab.models import build_model
+    from sweeplab.space import to_override
+    from sweeplab.trial import cached_data
+
+    groups = [p for p in params if p.key in ("data", "model")]
+    for choice in product(*[[to_override(p.key, v) for v in p.args] for p in groups]):
+        cfg = to_container(compose([*base_overrides, *choice]))
+        try:
+            build_model(cfg["model"], cfg["regularizer"], cached_data(cfg["data"]))
+        except (ValueError, DataError) as exc:
+            where = f" (with {' '.join(choice)})" if choice else ""
+            raise ConfigError(f"{exc}{where}") from None
 
 
 def resume(ref: str, overrides: Sequence[str] = (), show: Show | None = None) -> SweepOutcome:
