@@ -225,7 +225,11 @@ class Trainer:
         """
         epochs = self.cfg["trainer"]["epochs"]
         status, reason = COMPLETED, f"ran all {epochs} epochs"
-        for epoch in range(len(self.history) + 1, epochs + 1):
+        first = len(self.history) + 1
+        if self.stopper.should_stop:  # restored from a run that had stopped early: it trains no more
+            first, status = epochs + 1, EARLY_STOPPED
+            reason = f"stopped early before; best epoch {self.stopper.best_epoch}"
+        for epoch in range(first, epochs + 1):
             t0 = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
             metrics = self.train_epoch()
