@@ -499,3 +499,49 @@ def test_best_weights_follow_the_sweeps_metric_and_mode(workdir):
     version = client.get_model_version_by_alias("sweeps-digits", "best")
     assert version.tags["sweeplab.metric"] == "val/acc" and version.tags["sweeplab.mode"] == "max"
     assert float(version.tags["sweeplab.metric_value"]) == pytest.approx(top)
+
+
+def test_robust_selection_retrains_the_top_configurations_with_fresh_seeds(workdir):
+    outcome = run_sweep(
+        "search=lr_batch",
+        "tune=fifo",
+        "tune.num_samples=4",
+        "trainer.epochs=3",
+        "optimizer=adam",
+        "tune.reevaluate.top_k=2",
+        "tune.reevaluate.seeds=2",
+    )
+    client = store(workdir)
+    kids = children(client, outcome.state.parent_run_id)
+    searched = [k for k in kids if k.data.tags["sweeplab.stage"] == "search"]
+    repeats = [k for k in kids if k.data.tags["sweeplab.stage"] == "reevaluate"]
+    assert len(searched) == 4 and len(repeats) == 4
+    best_of = {
+        k.data.tags["sweeplab.trial_id"]: min(
+            m.value for m in client.get_metric_history(k.info.run_id, "val/loss")
+        )
+        for k in searched
+    }
+    top2 = sorted(best_of, key=best_of.get)[:2]
+    assert sorted({k.data.tags["sweeplab.reevaluates"] for k in repeats}) == sorted(top2)
+    seeds = {k.data.params["seed"] for k in repeats}
+    assert len(seeds) == 2 and not seeds & {k.data.params["seed"] for k in searched}  # fresh, shared per pair
+    means = {}
+    for of in top2:  # the winner is the best mean of the sweep's metric over its repeats
+        runs = [k for k in repeats if k.data.tags["sweeplab.reevaluates"] == of]
+        means[of] = (
+            sum(min(m.value for m in client.get_metric_history(r.info.run_id, "val/loss")) for r in runs) / 2
+        )
+    winner = min(means, key=means.get)
+    parent = client.get_run(outcome.state.parent_run_id)
+    assert outcome.summary["robust"]["winner"] == winner
+    assert parent.data.metrics["robust/val/loss/mean"] == pytest.approx(means[winner])
+    assert parent.data.metrics["robust/differs"] == float(winner != top2[0])
+    assert (
+        0 < parent.data.metrics["robust/test/acc/mean"] <= 1 and "robust/test/acc/std" in parent.data.metrics
+    )
+    version = client.get_model_version_by_alias("sweeps-digits", "best")
+    assert float(version.tags["robust/test/acc/mean"]) == pytest.approx(
+        parent.data.metrics["robust/test/acc/mean"], rel=1e-5
+    )
+    assert client.get_run(parent.data.tags["best.run_id"]).data.tags["sweeplab.reevaluates"] == winner

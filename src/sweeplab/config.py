@@ -312,6 +312,15 @@ class Mode(str, Enum):
 
 
 @dataclass
+class ReevaluateConfig:
+    """Robust selection: the top_k configurations trained again with fresh seeds; the winner is
+    the best mean of the sweep's metric (0: off, the best single run wins)."""
+
+    top_k: int = 0
+    seeds: int = 3
+
+
+@dataclass
 class TuneConfig:
     scheduler: Scheduler = Scheduler.asha
     search_alg: SearchAlg = SearchAlg.random
@@ -335,6 +344,7 @@ class TuneConfig:
     top_k: int = 5  # trials whose validation curves are overlaid on the parent run
     register_model: bool = True
     fail_once_at_epoch: int = 0  # failure drill: every trial raises once at this epoch, to exercise retries
+    reevaluate: ReevaluateConfig = field(default_factory=ReevaluateConfig)
 
 
 @dataclass
@@ -457,6 +467,8 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("tune.grace_period", lambda v: v >= 1, "at least 1"),
     ("tune.reduction_factor", lambda v: v >= 2, "at least 2"),
     ("tune.perturbation_interval", lambda v: v >= 1, "at least 1"),
+    ("tune.reevaluate.top_k", lambda v: v >= 0, "0 (no re-evaluation) or more"),
+    ("tune.reevaluate.seeds", lambda v: v >= 2, "at least 2 (a mean needs repeats)"),
 )
 
 

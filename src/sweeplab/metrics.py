@@ -14,11 +14,16 @@ TRAIN_LOSS, TRAIN_ACC, TRAIN_PENALTY = "train/loss", "train/acc", "train/penalty
 VAL_LOSS, VAL_ACC = "val/loss", "val/acc"
 TEST_LOSS, TEST_ACC = "test/loss", "test/acc"
 LR, EPOCH_TIME, EPOCH = "lr", "epoch_time_s", "epoch"
+HP = "hp/"  # hp/<key>: the value of a hyperparameter PBT perturbs, per epoch (what the epoch trained with)
+
+
+def hp_metric(key: str) -> str:
+    return f"{HP}{key}"
 
 
 def is_epoch_metric(key: str) -> bool:
     """A value a training run reports once per epoch (what a learning curve is made of)."""
-    return key.startswith(("train/", "val/")) or key in (LR, EPOCH_TIME)
+    return key.startswith(("train/", "val/", HP)) or key in (LR, EPOCH_TIME)
 
 
 def epoch_metrics(result: Mapping[str, Any]) -> dict[str, float]:

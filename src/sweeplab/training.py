@@ -116,6 +116,22 @@ class EarlyStopping:
             setattr(self, k, deque(v, maxlen=self.window.maxlen) if k == "window" else v)
 
 
+# What a checkpoint restores of a schedule and of early stopping; the rest are settings (from the config).
+_SCHEDULE_PROGRESS = frozenset(
+    {
+        "last_epoch",
+        "_step_count",
+        "_is_initial",
+        "_get_lr_called_within_step",
+        "_last_lr",
+        "best",
+        "cooldown_counter",
+        "num_bad_epochs",
+    }
+)
+_STOPPER_SETTINGS = frozenset({"enabled", "patience", "min_delta"})
+
+
 # ------------------------------------------------------------------ result
 @dataclass
 class FitResult:
@@ -285,6 +301,7 @@ class Trainer:
             "stopper": self.stopper.state_dict(),
             "history": self.history,
             "best_state": self.best_state,
+            "base_lr": float(self.cfg["optimizer"]["lr"]),  # what the schedule's position is relative to
             "shuffle": self.shuffle.get_state(),
             "torch_rng": torch.get_rng_state(),
             # On a GPU, dropout masks come from the device's own generator, not the CPU's.
@@ -292,17 +309,35 @@ class Trainer:
         }
 
     def restore(self, state: Mapping[str, Any]) -> None:
-        """Continue from a :meth:`checkpoint`, whichever device wrote it.
+        """Continue from a :meth:`checkpoint`, whichever device wrote it, under this trainer's settings.
+
+        Progress comes from the checkpoint (weights, optimizer moments, the schedule's position,
+        early stopping's record, random states); settings come from this trainer's config. A PBT
+        exploit restores another trial's checkpoint under perturbed values, and each must take
+        effect: the optimizer's saved state would otherwise bring back the donor's momentum, betas,
+        weight decay..., the schedule's its gamma, early stopping's its patience. The weight penalty,
+        dropout rates and batch size are built from the config and not in a checkpoint. A learning
+        rate the schedule has moved keeps its position: ``lr * new base / old base``. On a retry
+        (same config) every setting is the saved one and the run continues bit for bit.
 
         Load the state onto the CPU (``torch.load(..., map_location="cpu")``): weights and
         optimizer state are copied to this trainer's device here, and random states must be
         CPU byte tensors. A GPU's random state is restored only on a GPU.
         """
+        settings = [{k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups]
+        base = float(self.cfg["optimizer"]["lr"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, own in zip(self.optimizer.param_groups, settings, strict=True):
+            lr, old_base = group["lr"], state.get("base_lr", group.get("initial_lr", group["lr"]))
+            group.update(own)
+            group["lr"] = lr if base == old_base else base if lr == old_base else lr * base / old_base
         if self.schedule is not None and state["schedule"] is not None:
-            self.schedule.load_state_dict(state["schedule"])
-        self.stopper.load_state_dict(state["stopper"])
+            own = {k: v for k, v in self.schedule.state_dict().items() if k not in _SCHEDULE_PROGRESS}
+            self.schedule.load_state_dict({**state["schedule"], **own})
+            self.schedule._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        own = {k: v for k, v in self.stopper.state_dict().items() if k in _STOPPER_SETTINGS}
+        self.stopper.load_state_dict({**state["stopper"], **own})
         self.history = list(state["history"])
         self.best_state = state["best_state"]
         self.shuffle.set_state(state["shuffle"].cpu())

@@ -21,14 +21,18 @@ import torch
 from ray import tune
 
 from sweeplab import checkpoints
-from sweeplab.config import ConfigError, compose, to_container
+from sweeplab.config import ConfigError, compose, flatten, to_container
 from sweeplab.data import DataBundle, DataError, load_data
-from sweeplab.metrics import EPOCH, best_epoch, worst
-from sweeplab.space import to_override
+from sweeplab.metrics import EPOCH, best_epoch, hp_metric, worst
+from sweeplab.space import parse_space, to_override
 from sweeplab.status import TrialStatus
 from sweeplab.training import Trainer
 
 FINAL = "final"  # marks the one result a trial sends after its last epoch
+# A re-evaluation trial's config: {"sampled": values of the trial it repeats, "seed": ..., "of": its id}
+REEVALUATE = "reevaluate"
+EXPLOITED_FROM = "exploited_from"  # PBT: the trial whose checkpoint this trial continues from
+PERTURBED_KINDS = ("uniform", "loguniform")  # what PBT perturbs (tuner.scheduler's mutations)
 # Errors that would only repeat on a retry: the trial ends `failed` with the reason instead.
 SETUP_ERRORS = (ConfigError, DataError, ValueError)
 # Each worker process keeps the data sets it has loaded: with reused actors, a
@@ -68,6 +72,13 @@ def cpu_share() -> int:
     return max(1, int(cpus))
 
 
+def perturbed_keys(cfg: Mapping[str, Any]) -> list[str]:
+    """The keys a PBT sweep perturbs, each recorded per epoch as ``hp/<key>``; none otherwise."""
+    if cfg["tune"]["scheduler"] != "pbt":
+        return []
+    return [p.key for p in parse_space(cfg["search"]["space"]) if p.kind in PERTURBED_KINDS]
+
+
 def load_state(checkpoint: tune.Checkpoint) -> dict[str, Any]:
     with checkpoint.as_directory() as path:
         return checkpoints.load(Path(path) / checkpoints.STATE_FILE)
@@ -87,10 +98,17 @@ def run_trial(
         "node_id": ray.get_runtime_context().get_node_id(),
         "node_ip": ray.util.get_node_ip_address(),
     }
+    trial_id = tune.get_context().get_trial_id()
+    point = sampled.get(REEVALUATE)  # a re-evaluation: another trial's values, a fresh seed
+    sampled = point["sampled"] if point else sampled
     try:
         cfg = trial_config(base_overrides, sampled)
-        if "seed" not in sampled:  # each trial (each repeat of a grid point too) draws its own seed
-            cfg["seed"] += trial_number(tune.get_context().get_trial_id())
+        if point:
+            cfg["seed"] = point["seed"]
+        elif "seed" not in sampled:  # each trial (each repeat of a grid point too) draws its own seed
+            cfg["seed"] += trial_number(trial_id)
+        flat = flatten(cfg)
+        hp = {hp_metric(k): float(flat[k]) for k in perturbed_keys(cfg)}  # the values this trial trains with
         extra["config_json"] = json.dumps(cfg)  # the driver records it without composing it again
         torch.set_num_threads(cfg["trainer"]["num_threads"] or cpu_share())
         trainer = Trainer(cfg, cached_data(cfg["data"]))
@@ -106,28 +124,43 @@ def run_trial(
             }
         )
         return
+    # The first epoch of the weights this trial trains itself: after a PBT exploit the checkpoint
+    # holds the donor's history (its epochs, which the trial continues: PBT carries the donor's
+    # time over), and the trial's verdict is drawn from its own epochs only.
+    trained_since = 1
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a retry after a failure, a resumed sweep, or a PBT exploit
         state = load_state(checkpoint)
-        trainer.restore(state)
-        if state.get("config", {}).get("optimizer") != cfg["optimizer"]:
-            for group in trainer.optimizer.param_groups:  # PBT perturbed the learning rate
-                group["lr"] = cfg["optimizer"]["lr"]
+        trainer.restore(state)  # every setting from cfg: PBT's perturbed values take effect
+        writer = state.get("trial_id", trial_id)
+        if writer != trial_id:  # PBT exploit: the driver records the donor and renumbers the epochs
+            extra[EXPLOITED_FROM] = writer
+            trained_since = len(trainer.history) + 1
+        else:
+            trained_since = state.get("trained_since", 1)
 
     def report_epoch(metrics: dict[str, float]) -> None:
         _maybe_fail(fail_once_at_epoch, int(metrics[EPOCH]), drill_dir)
         # The trial's best weights are the checkpoint of its best epoch, which Tune keeps
         # (scored by the sweep's metric): no second copy of the weights in each checkpoint.
-        state = {**trainer.checkpoint(), "best_state": None, "config": cfg}
+        # The writer's id tells a trial that restores it (PBT) whose weights these are.
+        state = {
+            **trainer.checkpoint(),
+            "best_state": None,
+            "config": cfg,
+            "trial_id": trial_id,
+            "trained_since": trained_since,
+        }
         with tempfile.TemporaryDirectory() as tmp:
             checkpoints.save(state, Path(tmp) / checkpoints.STATE_FILE)
-            tune.report({**metrics, **extra}, checkpoint=tune.Checkpoint.from_directory(tmp))
+            tune.report({**metrics, **hp, **extra}, checkpoint=tune.Checkpoint.from_directory(tmp))
         extra.clear()
 
     result = trainer.fit(report_epoch, evaluate_test=False)
     # The final result carries the trial's own verdict and its best value of the sweep's metric,
     # so searchers (Optuna) learn from the best epoch, and a diverged trial counts as the worst.
-    best = best_epoch(result.history, metric, mode) or {}
+    own = [h for h in result.history if h[EPOCH] >= trained_since]
+    best = best_epoch(own, metric, mode) or {}
     final = {k: v for k, v in best.items() if k.startswith(("val/", "train/"))}
     final.update(
         {

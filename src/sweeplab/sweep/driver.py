@@ -240,22 +240,47 @@ def _run(
     show: Show | None,
     restore: bool,
 ) -> SweepOutcome:
-    from ray.tune.logger import JsonLoggerCallback
-
     outbox = _outbox(state, tracker)
     session = SESSIONS[state.name] = Session(
         state, outbox, show, expected=tuning.expected_trials(cfg["tune"], params)
     )
-    recorder, stopper = SweepRecorder(state.name), SweepStopper(state.name)
     address = scrub(cfg["cluster"].get("address") or "local")
     outbox.write(
         [delivery.reopen(PARENT), delivery.log(PARENT, tags={**cluster_tags, "cluster.address": address})]
     )
-    budget = cfg["tune"]["time_budget_s"]
+    top_k = cfg["tune"]["reevaluate"]["top_k"]
+    try:
+        if state.stage == SEARCH:
+            _fit(session, lambda cbs, stop: tuning.build(cfg, state, params, cbs, stop, restore))
+            if top_k:
+                state.stage, restore = REEVALUATE, False
+                state.save()
+        if state.stage == REEVALUATE:
+            points = reevaluation_points(session, cfg)
+            session.expected += len(points)
+            _fit(session, lambda cbs, stop: tuning.build(cfg, state, params, cbs, stop, restore, points), 0)
+    finally:
+        cluster.shutdown()
+    if not outbox.drain(DRAIN_S):
+        raise SweepError(_behind(state, outbox.pending(), "the tracking store cannot be reached"))
+    return SweepOutcome(state, _summarize(cfg, state, tracker, outbox))
+
+
+SEARCH, REEVALUATE = "search", "reevaluate"  # a sweep's stages (SweepState.stage)
+
+
+def _fit(
+    session: Session, make_tuner: Callable[[list, SweepStopper], Any], budget: float | None = None
+) -> None:
+    """One Tune run of the sweep, ended one way or another; unfinished trials out of time are closed."""
+    from ray.tune.logger import JsonLoggerCallback
+
+    state, outbox = session.state, session.outbox
+    budget = state.tune["time_budget_s"] if budget is None else budget
+    recorder, stopper = SweepRecorder(state.name), SweepStopper(state.name)
     fit_started = time.monotonic()  # before Tune's own budget clock starts
     try:
-        tuner = tuning.build(cfg, state, params, [recorder, JsonLoggerCallback()], stopper, restore)
-        tuner.fit()
+        make_tuner([recorder, JsonLoggerCallback()], stopper).fit()
     except KeyboardInterrupt:  # a second Ctrl-C: Tune gives up saving and re-raises
         _stop(session, TrialStatus.interrupted, "the sweep was interrupted")
         raise SweepInterrupted(state, outbox.pending()) from None
@@ -267,8 +292,6 @@ def _run(
             f"sweep {state.name} failed: {reason}; {continue_hint(state)} "
             f"(details in {state.local_dir / LOG_FILE})"
         ) from None
-    finally:
-        cluster.shutdown()
     recorder = session.recorder or recorder
     if outbox.rejection:
         _stop(session, TrialStatus.failed, outbox.rejection)
@@ -283,9 +306,29 @@ def _run(
         raise SweepInterrupted(state, outbox.pending())
     for rec in unfinished:
         recorder.close(rec, TrialStatus.stopped_by_budget, "the sweep's time budget ran out")
-    if not outbox.drain(DRAIN_S):
-        raise SweepError(_behind(state, outbox.pending(), "the tracking store cannot be reached"))
-    return SweepOutcome(state, _summarize(cfg, state, tracker, outbox))
+
+
+def reevaluation_points(session: Session, cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The top_k configurations of the search, each with the same fresh seeds (paired repeats:
+    the configurations differ in their values, not in their luck)."""
+    from sweeplab.sweep.recorder import TrialRecord
+
+    metric, mode = cfg["tune"]["metric"], cfg["tune"]["mode"]
+    searched = [TrialRecord.from_json(v) for v in session.outbox.state("trial/").values()]
+    ranked = sorted(
+        (r for r in searched if r.stage == SEARCH and r.status.rankable and r.best),
+        key=lambda r: r.best[metric] if mode == "min" else -r.best[metric],
+    )
+    reeval = cfg["tune"]["reevaluate"]
+    seeds = [cfg["seed"] + FRESH_SEEDS + j for j in range(reeval["seeds"])]
+    return [
+        {"sampled": r.sampled, "seed": seed, "of": r.trial_id}
+        for r in ranked[: reeval["top_k"]]
+        for seed in seeds
+    ]
+
+
+FRESH_SEEDS = 1_000_000  # above any seed a search trial draws (base seed + trial number)
 
 
 def _summarize(cfg: dict[str, Any], state: SweepState, tracker: Tracker, outbox: Outbox) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from sweeplab.metrics import EPOCH, EPOCH_TIME, best_epoch, epoch_metrics, overf
 from sweeplab.status import TrialStatus
 from sweeplab.sweep.storage import checkpoint_uri
 from sweeplab.tracking import delivery
-from sweeplab.trial import FINAL
+from sweeplab.trial import EXPLOITED_FROM, FINAL, REEVALUATE, trial_number
 
 PARENT = "parent"  # the parent run's key in the outbox
 
@@ -52,8 +52,14 @@ class TrialRecord:
     restarting: bool = False  # retried or resumed: its next epoch shows where it continued
     node_ips: list[str] = field(default_factory=list)  # the hosts it ran on, in order
     nodes: list[str] = field(default_factory=list)  # and their Ray node ids
+    stage: str = "search"  # or "reevaluate": a repeat of a top trial with a fresh seed
+    of: str = ""  # the trial a re-evaluation repeats
     trained: int = 0  # epochs trained, a replay after a restore included (compute accounting)
     train_seconds: float = 0.0
+    # PBT: a trial that continues a donor's weights reports the donor's epochs (the weights' age);
+    # its run counts its own epochs: run epoch = reported epoch + epoch_offset
+    epoch_offset: int = 0
+    exploits: list[str] = field(default_factory=list)  # "<run epoch it continued at>:<donor trial id>"
 
     @property
     def key(self) -> str:
@@ -61,7 +67,7 @@ class TrialRecord:
 
     @property
     def title(self) -> str:
-        return f"trial-{self.number:03d}"
+        return f"{'trial' if self.stage == 'search' else 'reeval'}-{self.number:03d}"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -125,9 +131,14 @@ class SweepRecorder(Callback):
     def record(self, trial) -> TrialRecord:
         rec = self.trials.get(trial.trial_id)
         if rec is None:
-            tail = trial.trial_id.rsplit("_", 1)[-1]
-            number = int(tail) if "_" in trial.trial_id and tail.isdigit() else len(self.trials)
-            rec = self.trials[trial.trial_id] = TrialRecord(trial.trial_id, number, dict(trial.config))
+            number = trial_number(trial.trial_id)
+            point = trial.config.get(REEVALUATE)
+            if point:
+                sampled = {**point["sampled"], "seed": point["seed"]}
+                rec = TrialRecord(trial.trial_id, number, sampled, stage="reevaluate", of=point["of"])
+            else:
+                rec = TrialRecord(trial.trial_id, number, dict(trial.config))
+            self.trials[trial.trial_id] = rec
         return rec
 
     def _write(self, rec: TrialRecord, *records) -> None:
@@ -150,6 +161,8 @@ class SweepRecorder(Callback):
                     "sweeplab.trial_number": rec.number,
                     "sweeplab.sweep": self.name,
                     "sweeplab.status": TrialStatus.running.value,
+                    "sweeplab.stage": rec.stage,
+                    **({"sweeplab.reevaluates": rec.of} if rec.of else {}),
                 },
                 parent=PARENT,
             )
@@ -177,10 +190,19 @@ class SweepRecorder(Callback):
             rec.nodes.append(result["node_id"])
             node = {"sweeplab.node": result["node_id"], "sweeplab.node_ip": result.get("node_ip", "")}
             records.append(delivery.log(rec.key, tags={**node, "sweeplab.node_ips": ",".join(rec.node_ips)}))
+        donor = result.get(EXPLOITED_FROM)
+        if donor:  # PBT: this trial now trains a copy of the donor's weights, with perturbed values
+            exploit = f"{rec.last_logged + 1}:{donor}"
+            if exploit not in rec.exploits[-1:]:  # a retry restores the same donor checkpoint again
+                rec.exploits.append(exploit)
+            tags = {"sweeplab.exploited_from": donor, "sweeplab.exploits": ",".join(rec.exploits)[-5000:]}
+            records.append(delivery.log(rec.key, tags=tags))
         if result.get(FINAL):
             rec.status, rec.reason = TrialStatus(result["trial_status"]), result.get("trial_reason", "")
         else:
-            epoch = int(result[EPOCH])
+            if donor:  # the donor's history is not this run's: it goes on with its own next epoch
+                rec.epoch_offset = rec.last_logged + 1 - int(result[EPOCH])
+            epoch = int(result[EPOCH]) + rec.epoch_offset
             rec.trained += 1
             rec.train_seconds += float(result.get(EPOCH_TIME, 0.0))
             if rec.restarting:  # the proof that a retried or resumed trial continued, not restarted
@@ -203,7 +225,7 @@ class SweepRecorder(Callback):
             value <= rec.best[self.metric] if self.mode == "min" else value >= rec.best[self.metric]
         )
         if at_least_as_good:  # a tie goes to the later epoch, as Tune keeps the later checkpoint
-            rec.best = {**epoch_metrics(result), EPOCH: int(result[EPOCH])}
+            rec.best = {**epoch_metrics(result), EPOCH: int(result[EPOCH]) + rec.epoch_offset}
             rec.best_uri = checkpoint_uri(checkpoint)
             self.outbox.write(state={rec.key: rec.to_json()})
 

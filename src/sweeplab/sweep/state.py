@@ -37,6 +37,7 @@ class SweepState:
     config_hash: str = ""  # of the composed config: resume notices a changed conf/
     driver_seconds: list[float] = field(default_factory=list)  # wall time of each driver run
     summarized: bool = False
+    stage: str = "search"  # then "reevaluate" when the sweep re-trains its top configurations
 
     @property
     def store(self) -> Storage:

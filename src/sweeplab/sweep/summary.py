@@ -95,13 +95,20 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
             "compute/efficiency": summary["efficiency"],
         }
     )
+    searched = [t for t in trials if t["tags"].get("sweeplab.stage", "search") == "search"]
     ranked = sorted(
-        (t for t in trials if t["history"] and t["status"].rankable),
+        (t for t in searched if t["history"] and t["status"].rankable),
         key=lambda t: t["best"],
         reverse=(mode == "max"),
     )
     if ranked:
         best = ranked[0]
+        repeats = [t for t in trials if t["tags"].get("sweeplab.stage") == "reevaluate"]
+        if repeats:  # robust selection: the best mean over fresh seeds wins, not the luckiest run
+            robust = _robust(tracker, repeats, ranked[0], metric, mode)
+            summary["robust"] = robust
+            final.update(robust.pop("metrics"))
+            best = robust.pop("representative")
         best_epoch = best_epoch_of(best["history"], metric, mode)
         summary.update(best=best, best_epoch=best_epoch)
         final.update({f"best/{k}": v for k, v in best_epoch.items() if k.startswith(("val/", "train/"))})
@@ -116,7 +123,9 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
             },
         )
         _plots(tracker, parent, ranked, cfg, metric)
-        summary.update(_evaluate_and_register(tracker, cfg, state, best, best_epoch[metric]))
+        robust = summary.get("robust")
+        value = final[f"robust/{metric}/mean"] if robust else best_epoch[metric]  # a mean over seeds
+        summary.update(_evaluate_and_register(tracker, cfg, state, best, value, final))
         # the values the best weights were trained with last (PBT changes them on the way)
         tracker.log_params(parent, {f"best.{k}": v for k, v in summary["best_config"].items()})
         final.update({k: v for k, v in summary.items() if k.startswith("test/")})
@@ -161,21 +170,82 @@ def model_name(cfg: Mapping[str, Any]) -> str:
     return cfg["tracking"].get("model_name") or f"{cfg['tracking']['experiment']}-{cfg['data']['name']}"
 
 
-def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float) -> dict[str, Any]:
-    """The chosen model meets the test set once; it is logged on the parent and registered."""
-    from sweeplab.models import WithProbabilities
+def _tested(tracker: Tracker, run_id: str):
+    """A trial's best weights meet the test set: (checkpoint, trainer holding them, loss, accuracy)."""
     from sweeplab.training import Trainer
     from sweeplab.trial import cached_data
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = tracker.client.download_artifacts(best["run_id"], "checkpoints/best.pt", tmp)
-        ckpt = checkpoints.load(path)
+        ckpt = checkpoints.load(tracker.client.download_artifacts(run_id, "checkpoints/best.pt", tmp))
+    trainer = Trainer(ckpt["config"], cached_data(ckpt["config"]["data"]))
+    trainer.model.load_state_dict(ckpt["model_state"])
+    return (ckpt, trainer, *trainer.evaluate("test"))
+
+
+def _robust(tracker: Tracker, repeats: list[dict], single: dict, metric: str, mode: str) -> dict[str, Any]:
+    """Per re-evaluated configuration: the mean and spread of the metric, val/acc at each run's
+    best epoch and test/acc of each run's best weights. The winner has the best mean metric."""
+    rows = []
+    for of in dict.fromkeys(t["tags"]["sweeplab.reevaluates"] for t in repeats):
+        runs = [t for t in repeats if t["tags"]["sweeplab.reevaluates"] == of and t["history"]]
+        if not runs:
+            continue
+        epochs = [best_epoch_of(t["history"], metric, mode) or t["history"][-1] for t in runs]
+        tests = [_tested(tracker, t["run_id"])[3] if _has_best(tracker, t) else math.nan for t in runs]
+        rows.append(
+            {
+                "of": of,
+                "sampled": {k: v for k, v in runs[0]["sampled"].items() if k != "seed"},
+                "runs": len(runs),
+                metric: _mean_std([t["best"] for t in runs]),
+                "val/acc": _mean_std([e.get("val/acc", math.nan) for e in epochs]),
+                "test/acc": _mean_std(tests),
+                "representative": min(runs, key=lambda t: t["best"] if mode == "min" else -t["best"]),
+            }
+        )
+    rows.sort(key=lambda r: r[metric][0] if mode == "min" else -r[metric][0])
+    winner = rows[0]
+    metrics = {
+        f"robust/{metric}/mean": winner[metric][0],
+        f"robust/{metric}/std": winner[metric][1],
+        "robust/val/acc/mean": winner["val/acc"][0],
+        "robust/val/acc/std": winner["val/acc"][1],
+        "robust/test/acc/mean": winner["test/acc"][0],
+        "robust/test/acc/std": winner["test/acc"][1],
+        "robust/differs": float(winner["of"] != single["trial_id"]),
+    }
+    return {
+        "rows": [{k: v for k, v in r.items() if k != "representative"} for r in rows],
+        "winner": winner["of"],
+        "single_winner": single["trial_id"],
+        "differs": winner["of"] != single["trial_id"],
+        "metrics": metrics,
+        "representative": winner["representative"],
+    }
+
+
+def _has_best(tracker: Tracker, trial: dict) -> bool:
+    artifacts = tracker.client.list_artifacts(trial["run_id"], "checkpoints")
+    return any(a.path.endswith("best.pt") for a in artifacts)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan
+    mean = sum(finite) / len(finite)
+    std = (sum((v - mean) ** 2 for v in finite) / (len(finite) - 1)) ** 0.5 if len(finite) > 1 else 0.0
+    return mean, std
+
+
+def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float, final: dict) -> dict[str, Any]:
+    """The chosen model meets the test set once; it is logged on the parent and registered."""
+    from sweeplab.models import WithProbabilities
+
+    ckpt, trainer, test_loss, test_acc = _tested(tracker, best["run_id"])
     trial_cfg = ckpt["config"]
     flat = flatten(trial_cfg)
     best_config = {k: flat.get(k, flat.get(f"{k}.name", v)) for k, v in best["sampled"].items()}
-    trainer = Trainer(trial_cfg, cached_data(trial_cfg["data"]))
-    trainer.model.load_state_dict(ckpt["model_state"])
-    test_loss, test_acc = trainer.evaluate("test")
     out: dict[str, Any] = {"test/loss": test_loss, "test/acc": test_acc, "best_config": best_config}
     parent = state.parent_run_id
     tracker.log_config(parent, trial_cfg, "best_config.yaml")
@@ -193,6 +263,7 @@ def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float) -> 
             cfg["tune"]["mode"],
             value,
             trainer.data.fingerprint,
+            {k: f"{v:.6g}" for k, v in final.items() if k.startswith("robust/")},
         )
         out.update(registered=name, version=version, alias_moved=moved)
     return out

@@ -143,6 +143,9 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
+REEVALUATION = "reevaluate"  # the re-evaluation stage's Tune experiment, inside the sweep's folder
+
+
 def build(
     cfg: Mapping[str, Any],
     state,
@@ -150,11 +153,13 @@ def build(
     callbacks: list,
     stopper,
     restore: bool,
+    points: list[dict[str, Any]] | None = None,
 ):
-    """The Tuner for a new sweep, or Tune's own restored one for a resumed sweep."""
+    """The Tuner for a new sweep, or Tune's own restored one for a resumed sweep; with ``points``
+    the re-evaluation stage: each point (a trial's values and a fresh seed) trained once."""
     from ray import tune
 
-    from sweeplab.trial import run_trial
+    from sweeplab.trial import REEVALUATE, run_trial
 
     tune_cfg = cfg["tune"]
     trainable = tune.with_resources(
@@ -168,12 +173,25 @@ def build(
         ),
         {"cpu": tune_cfg["cpus_per_trial"], "gpu": tune_cfg["gpus_per_trial"]},
     )
-    space = param_space(params, tune_cfg["search_alg"])
+    if points is None:
+        storage, name, space = state.storage, state.name, param_space(params, tune_cfg["search_alg"])
+        sched, search = (
+            scheduler(tune_cfg, cfg["trainer"]["epochs"], params),
+            search_algorithm(tune_cfg, cfg["seed"]),
+        )
+        samples, budget = tune_cfg["num_samples"], tune_cfg["time_budget_s"]
+    else:
+        storage, name, space = state.path, REEVALUATION, {REEVALUATE: tune.grid_search(points)}
+        sched, search = (
+            scheduler({**tune_cfg, "scheduler": "fifo"}, 0, ()),
+            search_algorithm({**tune_cfg, "search_alg": "grid"}, cfg["seed"]),
+        )
+        samples, budget = 1, None
     if restore:
         tuner = tune.Tuner.restore(
-            state.path, trainable, resume_unfinished=True, resume_errored=True, param_space=space
+            f"{storage}/{name}", trainable, resume_unfinished=True, resume_errored=True, param_space=space
         )
-        return with_operational_settings(tuner, tune_cfg)
+        return with_operational_settings(tuner, {**tune_cfg, "time_budget_s": budget})
     # Each trial keeps its best checkpoint by the sweep's metric and its latest (Tune always
     # keeps the latest): the best becomes the trial's best.pt, the latest is what a retry or a
     # resume continues from. PBT exploits other trials' recent checkpoints, so it keeps one more.
@@ -184,20 +202,20 @@ def build(
         tune_config=tune.TuneConfig(
             metric=tune_cfg["metric"],
             mode=tune_cfg["mode"],
-            scheduler=scheduler(tune_cfg, cfg["trainer"]["epochs"], params),
-            search_alg=search_algorithm(tune_cfg, cfg["seed"]),
-            num_samples=tune_cfg["num_samples"],
+            scheduler=sched,
+            search_alg=search,
+            num_samples=samples,
             # random/grid: the generator above limits concurrency; Tune's limiter wraps searchers only
             max_concurrent_trials=tune_cfg["max_concurrent_trials"]
-            if tune_cfg["search_alg"] == "optuna"
+            if tune_cfg["search_alg"] == "optuna" and points is None
             else None,
             reuse_actors=tune_cfg["reuse_actors"],
             trial_dirname_creator=trial_dirname,
-            time_budget_s=tune_cfg["time_budget_s"],
+            time_budget_s=budget,
         ),
         run_config=tune.RunConfig(
-            name=state.name,
-            storage_path=state.storage,
+            name=name,
+            storage_path=storage,
             callbacks=callbacks,
             stop=stopper,
             failure_config=tune.FailureConfig(max_failures=tune_cfg["max_failures"]),

@@ -114,6 +114,10 @@ class LiveView:
         return Group(table, Text(footer))
 
 
+def _pm(mean_std) -> str:
+    return f"{mean_std[0]:.4f} ± {mean_std[1]:.4f}"
+
+
 def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> None:
     table = Table(title=f"sweep {summary['name']} — summary", show_header=False, title_justify="left")
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["counts"].items()))
@@ -125,8 +129,18 @@ def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> No
             f"{best['name']} — {summary['metric']} {be[summary['metric']]:.4f}, "
             f"val/acc {be.get('val/acc', float('nan')):.4f} at epoch {int(be['epoch'])}",
         )
-        table.add_row("best config", " ".join(f"{k}={v}" for k, v in best["sampled"].items()))
+        config = summary.get("best_config", best["sampled"])  # the values its weights were trained with
+        table.add_row("best config", " ".join(f"{k}={v}" for k, v in config.items()))
         table.add_row("test", f"test/acc {summary['test/acc']:.4f}  test/loss {summary['test/loss']:.4f}")
+        if robust := summary.get("robust"):
+            w = robust["rows"][0]
+            table.add_row(
+                "robust winner",
+                f"{summary['metric']} {_pm(w[summary['metric']])}, val/acc {_pm(w['val/acc'])}, "
+                f"test/acc {_pm(w['test/acc'])} over {w['runs']} fresh seeds; "
+                + ("a different configuration than the best single run" if robust["differs"] else
+                   "the same configuration as the best single run"),
+            )  # fmt: skip
         if "registered" in summary:
             moved = (
                 "moved alias 'best' to it" if summary["alias_moved"] else "alias 'best' stays (not better)"
@@ -143,6 +157,14 @@ def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> No
         f"(efficiency {summary['efficiency']:.2f})",
     )
     console.print(table)
+    if robust := summary.get("robust"):
+        rerun = Table(title="re-evaluated with fresh seeds (best mean wins)", title_justify="left")
+        for col in ("trial", summary["metric"], "val/acc", "test/acc", "config"):
+            rerun.add_column(col)
+        for r in robust["rows"]:
+            values = " ".join(f"{k}={v}" for k, v in r["sampled"].items())
+            rerun.add_row(r["of"], _pm(r[summary["metric"]]), _pm(r["val/acc"]), _pm(r["test/acc"]), values)
+        console.print(rerun)
     diag = Table(
         title="overfitting diagnosis (best epoch by smoothed val/loss; final train-val accuracy gap)",
         title_justify="left",

@@ -450,6 +450,7 @@ class Tracker:
         mode: str,
         value: float,
         data_fingerprint: str,
+        tags: Mapping[str, str] | None = None,
     ) -> tuple[str, bool]:
         """Register a new version; move the alias ``best`` to it only if it beats the current holder
         on the same metric, mode and data (versions carry them as tags).
@@ -464,7 +465,7 @@ class Tracker:
             model_name,
             f"models:/{model_id}",
             run_id=run_id,
-            tags={**judged_by, "sweeplab.metric_value": str(value)},
+            tags={**judged_by, "sweeplab.metric_value": str(value), **(tags or {})},
             model_id=model_id,
         ).version
         try:
@@ -486,6 +487,56 @@ class Tracker:
             self.uri if self.uri.startswith("http") else f"http://127.0.0.1:{self.cfg.get('ui_port', 5000)}"
         )
         return f"{scrub(base).rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
+    # -- browsing sweeps (`sweeplab sweeps ...`): reads only
+    def sweep_runs(self, name: str | None = None, experiment: str | None = None) -> list[tuple[str, Any]]:
+        """Sweeps' parent runs (tag ``sweeplab.kind=sweep``), newest first, each with its experiment's
+        name: in every active experiment or in ``experiment``; only those called ``name`` if given.
+        One search of the runs, whatever the number of experiments."""
+        if experiment is not None:
+            exp = self.client.get_experiment_by_name(experiment)
+            if exp is None or exp.lifecycle_stage != "active":
+                raise ValueError(f"no experiment '{experiment}' in the tracking store {scrub(self.uri)}")
+            names = {exp.experiment_id: exp.name}
+        else:
+            names, token = {}, None
+            while True:
+                page = self.client.search_experiments(max_results=1000, page_token=token)
+                names.update({e.experiment_id: e.name for e in page})
+                if not (token := page.token):
+                    break
+        if not names:
+            return []
+        query = "tags.`sweeplab.kind` = 'sweep'"
+        if name is not None and "'" not in name:  # a quote cannot be written in a filter: match below
+            query += f" and tags.`sweeplab.sweep` = '{name}'"
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs(
+                list(names),
+                filter_string=query,
+                order_by=["attributes.start_time DESC"],
+                max_results=5000,
+                page_token=token,
+            )
+            runs.extend(page)
+            if not (token := page.token):
+                break
+        return [
+            (names[r.info.experiment_id], r)
+            for r in runs
+            if name is None or r.data.tags.get("sweeplab.sweep") == name
+        ]
+
+    def metric_values(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        """Every point of one metric of a run, as (step, value) in step order."""
+        return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
+
+    def registered_versions(self, run_id: str) -> list[tuple[str, str, list[str]]]:
+        """The model versions registered from a run: (registered name, version, its aliases now)."""
+        found = self.client.search_model_versions(f"run_id = '{run_id}'")
+        versions = [self.client.get_model_version(v.name, v.version) for v in found]  # search omits aliases
+        return [(v.name, str(v.version), list(v.aliases)) for v in versions]
 
 
 def sampled_values(run) -> dict[str, Any]:
