@@ -107,7 +107,8 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
         if repeats:  # robust selection: the best mean over fresh seeds wins, not the luckiest run
             robust = _robust(tracker, repeats, ranked[0], metric, mode)
             summary["robust"] = robust
-            final.update(robust.pop("metrics"))
+            summary["robust_metrics"] = robust.pop("metrics")
+            final.update(summary["robust_metrics"])
             best = robust.pop("representative")
         best_epoch = best_epoch_of(best["history"], metric, mode)
         summary.update(best=best, best_epoch=best_epoch)
@@ -213,6 +214,7 @@ def _robust(tracker: Tracker, repeats: list[dict], single: dict, metric: str, mo
         "robust/test/acc/mean": winner["test/acc"][0],
         "robust/test/acc/std": winner["test/acc"][1],
         "robust/differs": float(winner["of"] != single["trial_id"]),
+        "robust/single_winner_test/acc": _tested(tracker, single["run_id"])[3],  # without the stage
     }
     return {
         "rows": [{k: v for k, v in r.items() if k != "representative"} for r in rows],
