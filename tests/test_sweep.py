@@ -421,38 +421,6 @@ def test_sweep_runs_on_an_existing_two_node_cluster(workdir, ray_cluster):
     assert len({k.data.tags["sweeplab.node"] for k in children(client, parent.info.run_id)}) == 2
 
 
-@pytest.mark.parametrize(
-    ("tune_option", "extra"),
-    [
-        ("optuna", ["tune.num_samples=4"]),
-        ("hyperband", ["tune.num_samples=4"]),
-        ("median", ["tune.num_samples=4", "tune.grace_period=1"]),
-        ("pbt", ["tune.num_samples=2", "tune.perturbation_interval=1"]),
-    ],
-)
-def test_each_scheduler_and_search_algorithm_runs_a_sweep(workdir, tune_option, extra):
-    outcome = run_sweep(
-        "search=lr_batch",
-        f"tune={tune_option}",
-        "trainer.epochs=3",
-        "optimizer=adam",
-        "tune.register_model=false",
-        *extra,
-    )
-    client = store(workdir)
-    kids = children(client, outcome.state.parent_run_id)
-    expected = int(next(e for e in extra if e.startswith("tune.num_samples=")).split("=")[1])
-    assert len(kids) == expected
-    for kid in kids:
-        assert kid.data.tags["sweeplab.status"] in STATUSES
-        epochs = steps(client, kid.info.run_id)
-        assert epochs == list(range(1, len(epochs) + 1))
-    parent = client.get_run(outcome.state.parent_run_id)
-    assert parent.data.params["tune.scheduler"] == ("asha" if tune_option == "optuna" else tune_option)
-    assert parent.data.params["tune.search_alg"] == ("optuna" if tune_option == "optuna" else "random")
-    assert "best/val/loss" in parent.data.metrics and "test/acc" in parent.data.metrics
-
-
 def test_repeats_of_a_grid_point_get_their_own_seeds(workdir):
     """num_samples repeats each grid point: every repeat draws its own seed (recorded): no replicas."""
     searchpath = write_space(workdir / "conf", "grid2", "space:\n  optimizer.lr: grid[0.01, 0.02]\n")

@@ -16,7 +16,7 @@ from typing import Any
 from sweeplab import checkpoints
 from sweeplab.config import flatten
 from sweeplab.metrics import best_epoch as best_epoch_of
-from sweeplab.plots import metric_vs_hyperparameters, overlaid_validation_curves
+from sweeplab.plots import TrialPoint, metric_vs_hyperparameters, overlaid_validation_curves
 from sweeplab.space import parse_space
 from sweeplab.status import TrialStatus
 from sweeplab.tracking import Tracker, sampled_values
@@ -123,7 +123,8 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
                 "best.status": best["status"],
             },
         )
-        _plots(tracker, parent, ranked, cfg, metric)
+        chosen = summary["robust"]["winner"] if "robust" in summary else best["trial_id"]
+        _plots(tracker, parent, ranked, cfg, metric, chosen)
         robust = summary.get("robust")
         value = final[f"robust/{metric}/mean"] if robust else best_epoch[metric]  # a mean over seeds
         summary.update(_evaluate_and_register(tracker, cfg, state, best, value, final))
@@ -142,11 +143,16 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
     return summary
 
 
-def _plots(tracker: Tracker, parent: str, ranked, cfg, metric: str) -> None:
+def _plots(tracker: Tracker, parent: str, ranked, cfg, metric: str, chosen: str) -> None:
+    """Figures on the parent; ``chosen`` is the trial id of the configuration the sweep picked."""
     params = parse_space(cfg["search"]["space"])
     log_keys = [p.key for p in params if p.kind == "loguniform"]
     keys = [p.key for p in params]
-    points = [(t["sampled"], t["best"]) for t in ranked]
+    epochs = {t["trial_id"]: int(t["history"][-1]["epoch"]) for t in ranked}  # how far each trained
+    points = [
+        TrialPoint(t["sampled"], t["best"], epochs[t["trial_id"]], t["status"], t["trial_id"] == chosen)
+        for t in ranked
+    ]
     top = {f"{t['name']} ({t['best']:.4f})": t["history"] for t in ranked[: cfg["tune"]["top_k"]]}
     with tempfile.TemporaryDirectory() as tmp:
         tracker.log_file(
@@ -159,7 +165,12 @@ def _plots(tracker: Tracker, parent: str, ranked, cfg, metric: str) -> None:
         tracker.log_file(
             parent,
             metric_vs_hyperparameters(
-                points, keys, metric, log_keys, Path(tmp) / "metric_vs_hyperparameters.png"
+                points,
+                keys,
+                metric,
+                cfg["tune"]["mode"],
+                log_keys,
+                Path(tmp) / "metric_vs_hyperparameters.png",
             ),
             "plots",
         )

@@ -11,6 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from sweeplab.metrics import VAL_ACC, VAL_LOSS, best_epoch
 from sweeplab.status import TrialStatus
 
 MAX_ROWS = 14
@@ -55,7 +56,7 @@ class LiveView:
                 self.reported.add(rec.trial_id)
                 line = Text(f"trial {rec.number:>3} ")
                 line.append(rec.status.value, style=rec.status.style)
-                line.append(f" after {rec.last_logged} epochs, best {self.metric} {_fmt(self._best(rec))}")
+                line.append(f" after {rec.last_logged} epochs, {self.best_label} {_fmt(self._best(rec))}")
                 line.append(f"  {self._params(rec)}")
                 if rec.status in (TrialStatus.failed, TrialStatus.diverged) and rec.reason:
                     line.append(f"  ({rec.reason})", style=rec.status.style)
@@ -65,11 +66,20 @@ class LiveView:
             self.last_draw = now
             self.live.update(self.render(recorder), refresh=True)
 
+    @property
+    def best_label(self) -> str:
+        return f"best {self.metric}"
+
+    @property
+    def other(self) -> str:
+        """The second metric shown, at the trial's best epoch."""
+        return VAL_ACC if self.metric != VAL_ACC else VAL_LOSS
+
+    def _best_epoch(self, rec) -> dict[str, float]:
+        return dict(best_epoch(rec.history, self.metric, self.mode) or {})
+
     def _best(self, rec) -> float:
-        values = [h[self.metric] for h in rec.history if self.metric in h and math.isfinite(h[self.metric])]
-        if not values:
-            return math.nan
-        return min(values) if self.mode == "min" else max(values)
+        return self._best_epoch(rec).get(self.metric, math.nan)
 
     @staticmethod
     def _params(rec) -> str:
@@ -82,7 +92,8 @@ class LiveView:
         table.add_column("trial", justify="right")
         for k in keys:
             table.add_column(_short(k))
-        for col in ("epoch", self.metric, "val/acc", "status"):
+        # one meaning per column, the same as the per-trial lines: a trial's best epoch so far
+        for col in ("epochs", self.best_label, f"{self.other} at best", "status"):
             table.add_column(col, justify="right" if col != "status" else "left")
         done = [r for r in recs if not r.status.active]
         active = [r for r in recs if r not in done]
@@ -92,13 +103,13 @@ class LiveView:
         )
         shown = sorted(active + ranked[: max(3, MAX_ROWS - len(active))], key=lambda r: r.number)
         for r in shown:
-            last = r.history[-1] if r.history else {}
+            best = self._best_epoch(r)
             table.add_row(
                 str(r.number),
                 *[_fmt(r.sampled.get(k, "")) for k in keys],
                 str(r.last_logged),
-                _fmt(last.get(self.metric, "")),
-                _fmt(last.get("val/acc", "")),
+                _fmt(best.get(self.metric, "")),
+                _fmt(best.get(self.other, "")),
                 Text(r.status.value, style=r.status.style),
             )
         best = ranked[0] if ranked else None
@@ -106,7 +117,7 @@ class LiveView:
         total = recorder.session.expected or self.total
         footer = f"{len(done)}/{total} trials done · {len(active)} running · {elapsed:.0f}s elapsed"
         if best is not None:
-            footer += f" · best so far: trial {best.number} {self.metric} {_fmt(self._best(best))}"
+            footer += f" · best so far: trial {best.number}, {self.best_label} {_fmt(self._best(best))}"
         outbox = recorder.outbox
         if outbox.last_error:  # the store is away: training goes on, records wait on disk
             pending = outbox.pending()

@@ -1,0 +1,185 @@
+"""What each scheduler and searcher does to a sweep, read back from the store (digits data, real Ray).
+
+Each test asserts the scheduler's own rule against the recorded curves — ASHA's rungs, the
+median rule, PBT's exploits and perturbations, Optuna's samples — not the config echoed back.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+import torch
+from conftest import blobs
+from mlflow.tracking import MlflowClient
+
+from sweeplab import sweep
+from sweeplab.config import compose, to_container
+from sweeplab.training import Trainer
+
+
+def run_sweep(*overrides: str):
+    overrides = ["data=digits", "tracking.experiment=sweeps", "tune.register_model=false", *overrides]
+    return sweep.start(to_container(compose(overrides)), overrides)
+
+
+def trials(workdir, outcome) -> list[dict]:
+    """Every child run: status, last epoch, per-epoch metrics by key, tags; in trial order."""
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    parent = client.get_run(outcome.state.parent_run_id)
+    runs = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    out = []
+    for run in runs:
+        curves = {
+            key: {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
+            for key in run.data.metrics
+        }
+        out.append(
+            {
+                "number": int(run.data.tags["sweeplab.trial_number"]),
+                "trial_id": run.data.tags["sweeplab.trial_id"],
+                "status": run.data.tags["sweeplab.status"],
+                "epochs": max(curves["val/loss"], default=0),
+                "curves": curves,
+                "tags": run.data.tags,
+                "params": run.data.params,
+            }
+        )
+    return sorted(out, key=lambda t: t["number"])
+
+
+def test_asha_stops_trials_only_at_its_rungs(workdir):
+    """grace 1, reduction 2, 4 epochs: rungs at epochs 1 and 2 (4 is the end); a trial ASHA
+    stops has run exactly a rung's epochs."""
+    outcome = run_sweep(
+        "search=lr_batch", "tune=asha", "tune.num_samples=6", "tune.grace_period=1",
+        "tune.reduction_factor=2", "trainer.epochs=4", "optimizer=sgd",
+    )  # fmt: skip
+    runs = trials(workdir, outcome)
+    stopped = [t for t in runs if t["status"] == "stopped_by_scheduler"]
+    assert stopped, [(t["status"], t["epochs"]) for t in runs]
+    assert {t["epochs"] for t in stopped} <= {1, 2}
+    assert all(t["epochs"] == 4 for t in runs if t["status"] == "completed")
+
+
+def test_hyperband_brackets_stop_trials_at_their_rungs(workdir):
+    """Asynchronous HyperBand over 9 epochs, grace 1, reduction 3: brackets with rungs at
+    (1, 3), (3) and none; a stopped trial ran 1 or 3 epochs, never 2 or 4..8."""
+    outcome = run_sweep(
+        "search=lr_batch", "tune=hyperband", "tune.num_samples=8", "tune.grace_period=1",
+        "trainer.epochs=9", "trainer.early_stopping.enabled=false", "optimizer=sgd",
+    )  # fmt: skip
+    runs = trials(workdir, outcome)
+    stopped = [t for t in runs if t["status"] == "stopped_by_scheduler"]
+    assert stopped, [(t["status"], t["epochs"]) for t in runs]
+    assert {t["epochs"] for t in stopped} <= {1, 3}
+    assert all(t["epochs"] == 9 for t in runs if t["status"] == "completed")
+
+
+def test_median_rule_stops_a_trial_worse_than_the_median_of_the_others(workdir):
+    """One trial at a time, so the trials the rule compared with are exactly those before it.
+    A stopped trial's best val/loss by its last epoch t is worse than the median of the earlier
+    trials' mean val/loss over epochs 1..t (Tune's rule, grace period 1, three trials needed)."""
+    outcome = run_sweep(
+        "search=lr_batch", "tune=median", "tune.grace_period=1", "tune.num_samples=7",
+        "tune.max_concurrent_trials=1", "trainer.epochs=4", "optimizer=sgd",
+    )  # fmt: skip
+    runs = trials(workdir, outcome)
+    stopped = [t for t in runs if t["status"] == "stopped_by_scheduler"]
+    assert stopped, [(t["status"], t["epochs"]) for t in runs]
+    for trial in stopped:
+        t = trial["epochs"]
+        loss = trial["curves"]["val/loss"]
+        best = min(loss[e] for e in range(1, t + 1))
+        means = [
+            statistics.mean(o["curves"]["val/loss"][e] for e in range(1, t + 1))
+            for o in runs
+            if o["number"] < trial["number"] and o["epochs"] >= t
+        ]
+        assert len(means) >= 3 and best > statistics.median(means)
+
+
+def test_pbt_exploits_applies_and_records_perturbed_values(workdir):
+    """PBT copies a strong trial's weights into a weak one and perturbs its values: the weak
+    trial's run names its donor, keeps its own epoch numbering, and records per epoch the
+    values it trained with — the learning rate the optimizer actually used matches them."""
+    outcome = run_sweep(
+        "search=lr_batch", "tune=pbt", "tune.num_samples=4", "tune.perturbation_interval=1",
+        "trainer.epochs=5", "optimizer=adam", "trainer.early_stopping.enabled=false",
+    )  # fmt: skip
+    runs = trials(workdir, outcome)
+    ids = {t["trial_id"] for t in runs}
+    exploited = [t for t in runs if "sweeplab.exploited_from" in t["tags"]]
+    assert exploited, "PBT never exploited"
+    for t in runs:
+        lr = t["curves"]["hp/optimizer.lr"]
+        assert sorted(lr) == sorted(t["curves"]["val/loss"]) == list(range(1, t["epochs"] + 1))
+        # constant schedule: the rate the optimizer ran each epoch with is the recorded value
+        assert all(t["curves"]["lr"][e] == pytest.approx(v, rel=1e-9) for e, v in lr.items())
+    for t in exploited:
+        assert t["tags"]["sweeplab.exploited_from"] in ids - {t["trial_id"]}
+        lr = t["curves"]["hp/optimizer.lr"]
+        at = [int(e.split(":")[0]) for e in t["tags"]["sweeplab.exploits"].split(",")]
+        assert any(e > 1 and lr[e] != lr[e - 1] for e in at if e in lr)
+
+
+def test_optuna_samples_the_trials(workdir):
+    """The trials' values are Optuna's first draws with the sweep's seed (TPE starts random)."""
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    from sweeplab.space import parse_space
+    from sweeplab.sweep.tuner import param_space
+
+    outcome = run_sweep("search=lr_batch", "tune=optuna", "tune.num_samples=3", "trainer.epochs=2")
+    cfg = to_container(compose(["data=digits", "search=lr_batch", "tune=optuna"]))
+    space = OptunaSearch.convert_search_space(param_space(parse_space(cfg["search"]["space"]), "optuna"))
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=cfg["seed"]))
+    draws = [study.ask(fixed_distributions=space).params for _ in range(3)]
+    sampled = {
+        (float(t["params"]["sampled.optimizer.lr"]), int(t["params"]["sampled.trainer.batch_size"]))
+        for t in trials(workdir, outcome)
+    }
+    assert sampled == {(d["optimizer.lr"], d["trainer.batch_size"]) for d in draws}
+
+
+# ------------------------------------------------------------ PBT's restore, without Ray
+def test_restore_keeps_progress_and_takes_every_setting_from_the_config(make_cfg):
+    """A PBT exploit: another run's checkpoint under perturbed values. Weights, optimizer moments
+    and the schedule's position come from the checkpoint; momentum, weight decay, betas, the
+    schedule's gamma, patience, dropout and the penalty from the new config."""
+    data = blobs()
+    common = ("model.hidden=[32]", "trainer.batch_size=32", "optimizer=adamw", "regularizer=dropout",
+              "lr_schedule=step", "lr_schedule.step_size=1")  # fmt: skip
+    donor = Trainer(
+        make_cfg(*common, "trainer.epochs=2", "optimizer.lr=0.01", "optimizer.weight_decay=0.01",
+                 "optimizer.betas=[0.9,0.999]", "regularizer.dropout=0.1", "regularizer.l2=0.0001",
+                 "lr_schedule.gamma=0.5", "trainer.early_stopping.patience=3"),
+        data,
+    )  # fmt: skip
+    donor.fit()
+    state = donor.checkpoint()
+    new = Trainer(
+        make_cfg(*common, "trainer.epochs=3", "optimizer.lr=0.02", "optimizer.weight_decay=0.05",
+                 "optimizer.betas=[0.8,0.99]", "regularizer.dropout=0.3", "regularizer.l2=0.001",
+                 "lr_schedule.gamma=0.7", "trainer.early_stopping.patience=7"),
+        data,
+    )  # fmt: skip
+    new.restore(state)
+    group = new.optimizer.param_groups[0]
+    assert group["weight_decay"] == 0.05 and tuple(group["betas"]) == (0.8, 0.99)
+    assert group["lr"] == pytest.approx(0.02 * 0.5**2)  # two steps of the donor's schedule, new base
+    assert new.schedule.gamma == 0.7 and new.schedule.base_lrs == [0.02]
+    assert new.stopper.patience == 7 and new.stopper.best_epoch == donor.stopper.best_epoch
+    assert {m.p for m in new.model.modules() if isinstance(m, torch.nn.Dropout)} == {0.3}
+    assert new.penalty.l2 == 0.001
+    moments = donor.optimizer.state_dict()["state"][0]["exp_avg"]
+    assert torch.equal(new.optimizer.state_dict()["state"][0]["exp_avg"], moments)
+    result = new.fit(evaluate_test=False)
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert result.history[-1]["lr"] == pytest.approx(0.02 * 0.5**2)
+    assert new.optimizer.param_groups[0]["lr"] == pytest.approx(0.02 * 0.5**2 * 0.7)
+    assert math.isfinite(result.history[-1]["val/loss"])
