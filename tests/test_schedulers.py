@@ -183,3 +183,45 @@ def test_restore_keeps_progress_and_takes_every_setting_from_the_config(make_cfg
     assert result.history[-1]["lr"] == pytest.approx(0.02 * 0.5**2)
     assert new.optimizer.param_groups[0]["lr"] == pytest.approx(0.02 * 0.5**2 * 0.7)
     assert math.isfinite(result.history[-1]["val/loss"])
+
+
+# ------------------------------------------------------------ PBT's epochs in the driver, without Ray
+class Journal:
+    """Stands in for the outbox: keeps what the recorder appends."""
+
+    def __init__(self):
+        self.records = []
+
+    def write(self, records=(), state=None):
+        self.records += list(records)
+
+
+def test_an_exploited_trial_keeps_its_own_epoch_numbering():
+    """After an exploit the trial reports the donor's epochs (the weights' age, PBT's clock); its run
+    goes on with its own next epoch, whether the donor was ahead or behind, and names the donor."""
+    from types import SimpleNamespace
+
+    from sweeplab.sweep.recorder import SweepRecorder
+    from sweeplab.trial import EXPLOITED_FROM
+
+    recorder = SweepRecorder("s")
+    recorder.session = SimpleNamespace(show=None, clock=dict, state=SimpleNamespace(experiment="e"))
+    recorder.outbox, recorder.trials = Journal(), {}
+    trial = SimpleNamespace(trial_id="a_00001", config={"optimizer.lr": 0.01})
+    reported = [(1, {}), (2, {}), (6, {EXPLOITED_FROM: "a_00000"}), (7, {}), (2, {EXPLOITED_FROM: "a_00002"})]
+    for epoch, extra in reported:
+        result = {"epoch": epoch, "val/loss": 1.0 / epoch, "hp/optimizer.lr": 0.01 * epoch, **extra}
+        recorder.on_trial_result(0, [], trial, result)
+    steps = [
+        (step, value)
+        for r in recorder.outbox.records
+        if r.kind == "log"
+        for key, value, _, step in r.payload["metrics"]
+        if key == "hp/optimizer.lr"
+    ]
+    assert steps == [(1, 0.01), (2, 0.02), (3, 0.06), (4, 0.07), (5, 0.02)]
+    tags = {}
+    for r in recorder.outbox.records:
+        tags.update(r.payload.get("tags", {}) if r.kind == "log" else {})
+    assert tags["sweeplab.exploited_from"] == "a_00002"
+    assert tags["sweeplab.exploits"] == "3:a_00000,5:a_00002"
