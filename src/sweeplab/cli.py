@@ -50,8 +50,10 @@ def fit_consoles_to_output() -> None:
 
 def print_error(label: str, style: str, message: object) -> None:
     """``label: message`` on stderr; the message is printed as it is (a hint like ``choice[a, b]``
-    is not Rich markup)."""
-    err_console.print(Text.assemble((label, style), ": ", str(message)))
+    is not Rich markup), credentials masked (Hydra quotes a bad override whole, store URI included)."""
+    from sweeplab.tracking.redact import scrub
+
+    err_console.print(Text.assemble((label, style), ": ", scrub(str(message))))
 
 
 def groups_help() -> str:
@@ -188,9 +190,10 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> int:
     see_it = None
     if outcome.run_id:
         from sweeplab.tracking import resolve_uri
+        from sweeplab.tracking.redact import scrub
 
         table.add_row("mlflow run", Text(f"{outcome.run_id} in experiment '{cfg['tracking']['experiment']}'"))
-        table.add_row("store", Text(resolve_uri(cfg["tracking"]["uri"])))
+        table.add_row("store", Text(scrub(resolve_uri(cfg["tracking"]["uri"]))))
         see_it = ui_hint(cfg["tracking"], outcome.run_id, args.overrides)
     console.print(table)
     if see_it:
@@ -200,9 +203,10 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> int:
 
 def ui_hint(tracking_cfg: dict, run_id: str, overrides) -> str:
     from sweeplab.tracking import Tracker, ui_command
+    from sweeplab.tracking.redact import scrub
 
     cmd, _ = ui_command(tracking_cfg)
-    uri_override = " ".join(a for a in overrides if a.startswith("tracking."))
+    uri_override = scrub(" ".join(a for a in overrides if a.startswith("tracking.")))
     start = f"sweeplab ui {uri_override}".strip() if cmd else "open"
     return f"{start}  then  {Tracker(tracking_cfg).run_url(run_id)}"
 

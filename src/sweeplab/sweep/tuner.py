@@ -14,6 +14,10 @@ from sweeplab.space import Param, grid_size
 # Trials need neither where MLflow lives nor where the cluster is (and such overrides can
 # carry credentials): they compose their config without them.
 DRIVER_ONLY = ("tracking.", "cluster.", "tracking=", "cluster=")
+# Nor what the config files say about them: a team's conf/ may give the store URI with its
+# password (or an ${oc.env:...} only the driver's machine can resolve). Cleared last, it never
+# reaches a trial's config, Tune's result files or checkpoints.
+DRIVER_VALUES = ("tracking.uri=null", "cluster.address=null")
 
 
 def param_space(params: Sequence[Param], search_alg: str) -> dict[str, Any]:
@@ -135,7 +139,7 @@ def with_operational_settings(tuner, tune_cfg: Mapping[str, Any]):
 
 
 def trial_overrides(base_overrides: Sequence[str]) -> list[str]:
-    return [o for o in base_overrides if not o.lstrip("+~").startswith(DRIVER_ONLY)]
+    return [o for o in base_overrides if not o.lstrip("+~").startswith(DRIVER_ONLY)] + list(DRIVER_VALUES)
 
 
 def trial_dirname(trial) -> str:

@@ -29,6 +29,9 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 # No usage telemetry leaves a user's machine unless they ask for it.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # sweeplab prints its own progress
+# MLflow prints "View run ... at: <tracking URI>/#/..." whenever a run ends on a server: the URI's
+# user info (http://user:password@host) included. sweeplab prints its own link, credentials masked.
+os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
 
 import mlflow  # noqa: E402
 import numpy as np  # noqa: E402
