@@ -108,7 +108,8 @@ def run_trial(
         elif "seed" not in sampled:  # each trial (each repeat of a grid point too) draws its own seed
             cfg["seed"] += trial_number(trial_id)
         flat = flatten(cfg)
-        hp = {hp_metric(k): float(flat[k]) for k in perturbed_keys(cfg)}  # the values this trial trains with
+        # the values this trial trains with (a re-evaluation repeats fixed values: none)
+        hp = {hp_metric(k): float(flat[k]) for k in ([] if point else perturbed_keys(cfg))}
         extra["config_json"] = json.dumps(cfg)  # the driver records it without composing it again
         torch.set_num_threads(cfg["trainer"]["num_threads"] or cpu_share())
         trainer = Trainer(cfg, cached_data(cfg["data"]))
