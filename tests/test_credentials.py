@@ -50,8 +50,6 @@ from servers import (
     with_password,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.service]
-
 SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
 TRAIN = ["train", "data=digits", "trainer.epochs=2"]
 SWEEP = [
@@ -327,6 +325,8 @@ def mlflow_ui(ws: Workspace, port: int) -> Iterator[None]:
 
 
 # ------------------------------------------------------------------ the tests
+@pytest.mark.slow
+@pytest.mark.service
 def test_a_password_in_the_store_uri_an_object_store_key_and_a_ray_token_are_never_recorded(
     fresh_database, tmp_path
 ):
@@ -398,6 +398,8 @@ def test_a_password_in_the_store_uri_an_object_store_key_and_a_ray_token_are_nev
         assert any(k.endswith(name) for k in objects), name
 
 
+@pytest.mark.slow
+@pytest.mark.service
 def test_a_tracking_servers_user_password_is_never_recorded(auth_tracking_server: AuthServer, tmp_path):
     server = auth_tracking_server
     alice = server.add_user(f"alice_{uuid.uuid4().hex[:6]}")
@@ -436,3 +438,17 @@ def test_a_tracking_servers_user_password_is_never_recorded(auth_tracking_server
         assert any(f.endswith(name) for f in files), name
     assert any("/session_" in f and f.endswith(".log") for f in files)  # Ray's logs, under RAY_TMPDIR
     assert list(server.artifacts.rglob("config.yaml")) and list(server.artifacts.rglob("best.pt"))
+
+
+def test_keys_in_the_storage_path_are_refused_before_anything_is_created(workdir, capsys):
+    """pyarrow reads ``s3://KEY:SECRET@bucket``, but a storage path is recorded (sweeplab.json,
+    Tune's state, the parent run's tags) and shipped to every node: such a sweep never starts."""
+    from sweeplab.cli import main
+
+    secret = f"aws-{uuid.uuid4().hex}"
+    storage = f"tune.storage_path=s3://AKIAEXAMPLE:{secret}@bucket/team"
+    assert main([*SWEEP, storage, "tune.storage_endpoint=http://127.0.0.1:9"]) == 2
+    out, err = capsys.readouterr()
+    assert secret not in out + err
+    assert "tune.storage_path" in err and "AWS_SECRET_ACCESS_KEY" in err
+    assert list(workdir.iterdir()) == []  # no store, no sweep folder

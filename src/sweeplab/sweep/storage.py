@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from sweeplab.config import ConfigError
+from sweeplab.tracking.redact import scrub
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,12 @@ class Storage:
     @classmethod
     def from_config(cls, tune_cfg: dict) -> Storage:
         path = str(tune_cfg["storage_path"])
+        if scrub(path, []) != path:  # s3://KEY:SECRET@bucket: pyarrow reads it, but the path is recorded
+            raise ConfigError(
+                f"tune.storage_path={scrub(path, [])} carries the object store's key, and a sweep's storage "
+                "path is recorded and shipped to every node; give the key in AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY or ~/.aws/credentials instead"
+            )
         if endpoint := tune_cfg.get("storage_endpoint"):
             # pyarrow's S3 client reads it, here and (shipped with the trials) on every node
             os.environ["AWS_ENDPOINT_URL"] = endpoint
