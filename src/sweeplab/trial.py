@@ -135,8 +135,9 @@ def run_trial(
         trainer.restore(state)  # every setting from cfg: PBT's perturbed values take effect
         writer = state.get("trial_id", trial_id)
         if writer != trial_id:  # PBT exploit: the driver records the donor and renumbers the epochs
-            extra[EXPLOITED_FROM] = writer
             trained_since = len(trainer.history) + 1
+            if trained_since <= cfg["trainer"]["epochs"]:  # a finished donor's copy trains nothing
+                extra[EXPLOITED_FROM] = writer
         else:
             trained_since = state.get("trained_since", 1)
 
