@@ -452,3 +452,28 @@ def test_keys_in_the_storage_path_are_refused_before_anything_is_created(workdir
     assert secret not in out + err
     assert "tune.storage_path" in err and "AWS_SECRET_ACCESS_KEY" in err
     assert list(workdir.iterdir()) == []  # no store, no sweep folder
+
+
+def test_the_drivers_own_errors_go_to_driver_log_masked(tmp_path):
+    """A sweep's failure is logged with its traceback (``details in driver.log``), and MLflow's
+    errors quote the server's URL, user info included: the traceback lands masked in driver.log."""
+    import logging
+
+    from sweeplab.sweep.cluster import quiet_ray
+    from sweeplab.sweep.driver import log
+
+    secret = f"pw-{uuid.uuid4().hex}"
+    quiet_ray(tmp_path / "driver.log")
+    try:
+        raise RuntimeError(f"API request to http://alice:{secret}@tracking:5000/api/2.0/mlflow/runs/get")
+    except RuntimeError:
+        log.exception("sweep s failed")
+    finally:  # this process's loggers as they were
+        for logger in (log, logging.getLogger("ray")):
+            for handler in [h for h in logger.handlers if str(tmp_path) in getattr(h, "baseFilename", "")]:
+                handler.close()
+                logger.removeHandler(handler)
+        log.propagate = True
+    text = (tmp_path / "driver.log").read_text()
+    assert "http://alice:***@tracking:5000" in text and "Traceback" in text
+    assert secret not in text

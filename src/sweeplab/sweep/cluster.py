@@ -52,11 +52,16 @@ def trial_env() -> dict[str, str]:
 
 
 def quiet_ray(log_file: Path) -> None:
-    """Every Ray logger writes to the sweep's driver.log instead of the terminal."""
+    """Every Ray logger writes to the sweep's driver.log instead of the terminal; so does the
+    driver's own (its failures' tracebacks)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log_file)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_Scrub())
+    handler.setFormatter(_Masked("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    own = logging.getLogger("sweeplab.sweep")
+    for h in [h for h in own.handlers if isinstance(h.formatter, _Masked)]:  # a previous sweep's
+        own.removeHandler(h)
+    own.addHandler(handler)
+    own.propagate = False
     root = logging.getLogger("ray")
     for name in [n for n in logging.root.manager.loggerDict if n == "ray" or n.startswith("ray.")]:
         logger = logging.getLogger(name)
@@ -83,10 +88,11 @@ def _cluster_messages_to(logger: logging.Logger) -> None:
         ray_worker.print_to_stdstream = to_log
 
 
-class _Scrub(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = scrub(record.getMessage()), ()
-        return True
+class _Masked(logging.Formatter):
+    """Lines with credentials masked, tracebacks included (MLflow's errors quote the server's URL)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
 
 
 def init_ray(cluster: Mapping[str, Any], log_file: Path) -> None:
