@@ -115,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sweeplab.nightly.cli import add_parser as add_nightly_parser
 
     add_nightly_parser(sub)  # `sweeplab nightly ...`: sets `run` too
+    from sweeplab.sweeps_cli import add_parser as add_sweeps_parser
+
+    add_sweeps_parser(sub)  # `sweeplab sweeps list|show|compare|export|prune`: sets `run` too
     return parser
 
 

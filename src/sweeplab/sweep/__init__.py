@@ -6,16 +6,22 @@
 - :mod:`~sweeplab.sweep.storage`: local, shared or object-store storage of a sweep's state;
 - :mod:`~sweeplab.sweep.state`: ``sweeplab.json`` and finding a sweep again;
 - :mod:`~sweeplab.sweep.recorder`: the Tune callback that feeds the outbox;
-- :mod:`~sweeplab.sweep.summary` and :mod:`~sweeplab.sweep.view`: the verdict and the terminal.
+- :mod:`~sweeplab.sweep.summary` and :mod:`~sweeplab.sweep.view`: the verdict and the terminal;
+- :mod:`~sweeplab.sweep.browse`, :mod:`~sweeplab.sweep.prune`: ``sweeplab sweeps ...``, from the store.
+
+The driver's names load on first use: importing Ray takes seconds, and commands that only
+read sweeps (``sweeplab sweeps list``) never need it.
 """
 
-from sweeplab.sweep.driver import (  # noqa: F401
-    SweepError,
-    SweepFinished,
-    SweepInterrupted,
-    SweepOutcome,
-    resume,
-    start,
-    sync,
-)
+import importlib
+
+from sweeplab.sweep import cluster  # noqa: F401  (sets Ray's environment before anything imports Ray)
 from sweeplab.sweep.state import SweepState, find_sweep  # noqa: F401
+
+_FROM_DRIVER = ("SweepError", "SweepFinished", "SweepInterrupted", "SweepOutcome", "resume", "start", "sync")
+
+
+def __getattr__(name: str):
+    if name in _FROM_DRIVER:
+        return getattr(importlib.import_module("sweeplab.sweep.driver"), name)
+    raise AttributeError(f"module 'sweeplab.sweep' has no attribute {name!r}")

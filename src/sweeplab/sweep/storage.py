@@ -99,6 +99,13 @@ class Storage:
         elif info.type == pafs.FileType.File:
             fs.delete_file(info.path)
 
+    def files(self, rel: str) -> dict[str, int]:
+        """Every file under ``rel``, recursively: its path relative to ``rel`` → its size in bytes."""
+        fs, root = self._fs()
+        base = f"{root}/{rel}".rstrip("/")
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+        return {i.path.removeprefix(f"{base}/"): i.size for i in infos if i.type == pafs.FileType.File}
+
 
 AWS_KEYS = {
     "AWS_ACCESS_KEY_ID": "aws_access_key_id",

@@ -1,0 +1,353 @@
+"""Sweeps read back from the tracking store, for ``sweeplab sweeps list|show|compare|export``.
+
+A sweep is its parent run (tag ``sweeplab.kind=sweep``) and the trials' child runs. Everything
+here reads MLflow through :class:`~sweeplab.tracking.Tracker` and returns plain data; the
+terminal is :mod:`sweeplab.sweeps_cli`'s. Nothing here imports Ray: a name is looked up
+with one search, in the time MLflow takes to open.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import math
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeplab.config import ConfigError
+from sweeplab.metrics import is_epoch_metric, worst
+from sweeplab.tracking import Tracker, sampled_values
+from sweeplab.tracking.redact import scrub
+
+
+class UnknownSweep(ConfigError):
+    """No sweep (or more than one) answers to the name; the message is one line."""
+
+
+@dataclass
+class Sweep:
+    """A sweep's parent run, as the store holds it."""
+
+    name: str
+    experiment: str
+    run_id: str
+    started_ms: int
+    ended_ms: int | None
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+    @classmethod
+    def from_run(cls, experiment: str, run) -> Sweep:
+        return cls(
+            name=run.data.tags.get("sweeplab.sweep", run.info.run_name),
+            experiment=experiment,
+            run_id=run.info.run_id,
+            started_ms=run.info.start_time,
+            ended_ms=run.info.end_time,
+            params=dict(run.data.params),
+            metrics=dict(run.data.metrics),
+            tags=dict(run.data.tags),
+        )
+
+    @property
+    def status(self) -> str:
+        return self.tags.get("sweeplab.status", "")
+
+    @property
+    def path(self) -> str:
+        """Its folder or URI on the sweep storage (Tune's state, checkpoints, sweeplab.json)."""
+        return self.tags.get("sweeplab.sweep_path", "")
+
+    @property
+    def metric(self) -> str:
+        return self.params.get("tune.metric", "val/loss")
+
+    @property
+    def mode(self) -> str:
+        return self.params.get("tune.mode", "min")
+
+    @property
+    def summarized(self) -> bool:
+        """The summary ran: counts, best trial, compute and test figures are on the parent."""
+        return "trials/total" in self.metrics
+
+    @property
+    def best(self) -> float | None:
+        """The best value of the sweep's metric (``best/<metric>``), once summarized."""
+        return self.metrics.get(f"best/{self.metric}")
+
+    @property
+    def best_config(self) -> dict[str, str]:
+        """The values the best weights were trained with last (params ``best.<key>``)."""
+        return {k.removeprefix("best."): v for k, v in self.params.items() if k.startswith("best.")}
+
+    def counts_from_metrics(self) -> dict[str, int]:
+        return {
+            k.removeprefix("trials/"): int(v)
+            for k, v in self.metrics.items()
+            if k.startswith("trials/") and k != "trials/total"
+        }
+
+
+@dataclass
+class Trial:
+    """A trial's child run with the best value of the sweep's metric over its epochs."""
+
+    name: str
+    run_id: str
+    status: str
+    sampled: dict[str, Any]
+    best: float
+    epochs: int
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+
+# ------------------------------------------------------------------ finding sweeps
+def list_sweeps(tracker: Tracker, experiment: str | None = None) -> list[Sweep]:
+    return [Sweep.from_run(exp, run) for exp, run in tracker.sweep_runs(experiment=experiment)]
+
+
+def find(tracker: Tracker, name: str, experiment: str | None = None) -> Sweep:
+    """The one sweep called ``name``; :class:`UnknownSweep` (one line) when none or several are."""
+    found = [Sweep.from_run(exp, run) for exp, run in tracker.sweep_runs(name, experiment)]
+    where = f"experiment '{experiment}'" if experiment else "any experiment"
+    if len(found) > 1:
+        exps = sorted({s.experiment for s in found})
+        hint = (
+            f"choose one with --experiment ({', '.join(exps)})"
+            if len(exps) > 1
+            else f"parent runs {', '.join(s.run_id for s in found)}; delete the stray ones in the MLflow UI"
+        )
+        raise UnknownSweep(f"{len(found)} sweeps are called '{name}' in {where}: {hint}")
+    if not found:
+        others = [s.name for s in list_sweeps(tracker, experiment)]
+        close = difflib.get_close_matches(name, others, n=3)
+        raise UnknownSweep(
+            f"no sweep '{name}' in {where} of the tracking store {scrub(tracker.uri)}"
+            + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else "")
+            + "; `sweeplab sweeps list` shows the sweeps there (tracking.uri=... for another store)"
+        )
+    return found[0]
+
+
+def trial_counts(tracker: Tracker, sweep: Sweep) -> dict[str, int]:
+    """Trials by status: the parent's ``trials/<status>`` once summarized, else its children's tags."""
+    if sweep.summarized:
+        return sweep.counts_from_metrics()
+    return dict(Counter(r.data.tags.get("sweeplab.status", "") for r in tracker.child_runs(sweep.run_id)))
+
+
+def describe_counts(counts: dict[str, int]) -> str:
+    parts = ", ".join(f"{n} {s or 'unknown'}" for s, n in sorted(counts.items()))
+    return f"{sum(counts.values())} ({parts})" if counts else "0"
+
+
+def trials(tracker: Tracker, sweep: Sweep) -> list[Trial]:
+    metric, mode = sweep.metric, sweep.mode
+    out = []
+    for run in tracker.child_runs(sweep.run_id):
+        points = tracker.metric_values(run.info.run_id, metric)
+        values = [v for step, v in points if step > 0 and math.isfinite(v)]
+        out.append(
+            Trial(
+                name=run.info.run_name,
+                run_id=run.info.run_id,
+                status=run.data.tags.get("sweeplab.status", ""),
+                sampled=sampled_values(run),
+                best=(min(values) if mode == "min" else max(values)) if values else worst(mode),
+                epochs=len([s for s, _ in points if s > 0]),
+                metrics=dict(run.data.metrics),
+                tags=dict(run.data.tags),
+            )
+        )
+    return out
+
+
+def ranked(sweep: Sweep, trial_list: list[Trial]) -> list[Trial]:
+    """Trials that trained, best first by the sweep's metric and mode."""
+    done = [t for t in trial_list if t.epochs and math.isfinite(t.best)]
+    return sorted(done, key=lambda t: t.best, reverse=sweep.mode == "max")
+
+
+# ------------------------------------------------------------------ show
+def summary(tracker: Tracker, sweep: Sweep) -> dict[str, Any]:
+    """What :func:`sweeplab.sweep.view.print_summary` shows at a sweep's end, from the store.
+
+    Only for a summarized sweep: the best trial, test figures and compute accounting are the
+    summary's, recorded on the parent run."""
+    trial_list = trials(tracker, sweep)
+    m = sweep.metrics
+    out: dict[str, Any] = {
+        "name": sweep.name,
+        "parent_run_id": sweep.run_id,
+        "trials": len(trial_list),
+        "counts": dict(Counter(t.status for t in trial_list)),
+        "metric": sweep.metric,
+        "mode": sweep.mode,
+        "rows": [{"name": t.name, "status": t.status, "best": t.best} for t in trial_list],
+        "diagnosis": {
+            t.name: {k: t.metrics.get(k) for k in ("overfit/best_epoch", "overfit/gap_acc")}
+            for t in trial_list
+        },
+        "epochs_run": int(m.get("compute/trial_epochs", 0)),
+        "epochs_budget": int(m.get("compute/trial_epochs_budget", 0)),
+        **{
+            key: m.get(f"compute/{key}", math.nan)
+            for key in ("saved_fraction", "trial_seconds", "wall_seconds", "efficiency")
+        },
+    }
+    best_run = sweep.tags.get("best.run_id")
+    best = next((t for t in trial_list if t.run_id == best_run), None)
+    if best is not None and sweep.best is not None:
+        best_epoch_values = {k.removeprefix("best/"): v for k, v in m.items() if k.startswith("best/")}
+        out["best"] = {"name": best.name, "sampled": best.sampled}
+        out["best_config"] = sweep.best_config or best.sampled  # what its weights were trained with last
+        out["best_epoch"] = best_epoch_values
+        out["test/acc"] = m.get("test/acc", math.nan)
+        out["test/loss"] = m.get("test/loss", math.nan)
+        if robust := robust_winner(sweep, trial_list, best):
+            out["robust"] = robust
+    return out
+
+
+def robust_winner(sweep: Sweep, trial_list: list[Trial], best: Trial) -> dict[str, Any] | None:
+    """The re-evaluation stage's winner (mean ± std over fresh seeds), as the parent records it.
+
+    The parent keeps the winner's figures only (``robust/*``), so the table of re-evaluated
+    configurations shows the winner's row."""
+    m, metric = sweep.metrics, sweep.metric
+    if f"robust/{metric}/mean" not in m:
+        return None
+
+    def pm(key: str) -> tuple[float, float]:
+        return m.get(f"robust/{key}/mean", math.nan), m.get(f"robust/{key}/std", math.nan)
+
+    of = best.tags.get("sweeplab.reevaluates", "")
+    runs = [t for t in trial_list if t.tags.get("sweeplab.reevaluates") == of and t.epochs]
+    config = {k: v for k, v in sweep.best_config.items() if k != "seed"}  # each repeat had its own
+    row = {"of": of, "sampled": config, "runs": len(runs)}
+    row.update({metric: pm(metric), "val/acc": pm("val/acc"), "test/acc": pm("test/acc")})
+    return {"rows": [row], "winner": of, "differs": bool(m.get("robust/differs", 0.0))}
+
+
+def best_so_far(sweep: Sweep, trial_list: list[Trial]) -> dict[str, Any] | None:
+    """An unsummarized sweep's best trial among those that logged epochs."""
+    top = ranked(sweep, [t for t in trial_list if t.tags.get("sweeplab.stage", "search") == "search"])
+    return {"name": top[0].name, "value": top[0].best, "sampled": top[0].sampled} if top else None
+
+
+def registry(tracker: Tracker, sweep: Sweep) -> list[tuple[str, str, list[str]]]:
+    return tracker.registered_versions(sweep.run_id)
+
+
+# ------------------------------------------------------------------ compare
+def comparison(tracker: Tracker, a: Sweep, b: Sweep) -> list[tuple[str, str, str]]:
+    """(what, a's, b's) rows: how each sweep ran, its best figures and its best config, key by key."""
+
+    def fmt(sweep: Sweep, key: str) -> str:
+        value = sweep.metrics.get(key)
+        return "—" if value is None else f"{value:.4f}"
+
+    rows = [
+        ("experiment", a.experiment, b.experiment),
+        ("status", a.status, b.status),
+        ("trials", describe_counts(trial_counts(tracker, a)), describe_counts(trial_counts(tracker, b))),
+        ("metric", f"{a.metric} ({a.mode})", f"{b.metric} ({b.mode})"),
+        ("best value", *(fmt(s, f"best/{s.metric}") for s in (a, b))),
+    ]
+    for key in ("best/val/loss", "best/val/acc"):
+        rows.append((key, fmt(a, key), fmt(b, key)))
+    epochs = (str(int(s.metrics["best/epoch"])) if "best/epoch" in s.metrics else "—" for s in (a, b))
+    rows.append(("best epoch", *epochs))
+    rows.append(("best trial", a.tags.get("best.trial", "—"), b.tags.get("best.trial", "—")))
+    for key in ("test/acc", "test/loss"):
+        rows.append((key, fmt(a, key), fmt(b, key)))
+    if any(f"robust/{s.metric}/mean" in s.metrics for s in (a, b)):  # re-evaluated: over fresh seeds
+        for label, key in (("robust value", None), ("robust test/acc", "test/acc")):
+            rows.append((label, *(_mean_std(s, key or s.metric) for s in (a, b))))
+    keys = list(dict.fromkeys([*a.best_config, *b.best_config]))
+    rows += [(k, a.best_config.get(k, "—"), b.best_config.get(k, "—")) for k in keys]
+    return rows
+
+
+def _mean_std(sweep: Sweep, key: str) -> str:
+    mean, std = sweep.metrics.get(f"robust/{key}/mean"), sweep.metrics.get(f"robust/{key}/std")
+    return "—" if mean is None or std is None else f"{mean:.4f} ± {std:.4f}"
+
+
+def better(a: Sweep, b: Sweep) -> Sweep | None:
+    """The sweep with the better best value, when both were judged by the same metric and mode."""
+    if (a.metric, a.mode) != (b.metric, b.mode) or a.best is None or b.best is None or a.best == b.best:
+        return None
+    return a if (a.best < b.best) == (a.mode == "min") else b
+
+
+# ------------------------------------------------------------------ export
+def export_rows(tracker: Tracker, sweep: Sweep) -> list[dict[str, Any]]:
+    """One row per trial and epoch: the trial, its status and seed, its sampled values, and every
+    per-epoch metric. A trial that logged no epoch keeps one row (epoch empty), so none is lost."""
+    rows = []
+    for run in tracker.child_runs(sweep.run_id):
+        head = {
+            "sweep": sweep.name,
+            "trial": run.info.run_name,
+            "trial_id": run.data.tags.get("sweeplab.trial_id"),
+            "run_id": run.info.run_id,
+            "status": run.data.tags.get("sweeplab.status"),
+            "stage": run.data.tags.get("sweeplab.stage", "search"),  # or reevaluate: a top config again
+            "reevaluates": run.data.tags.get("sweeplab.reevaluates"),
+            "seed": int(run.data.params["seed"]) if "seed" in run.data.params else None,
+            **sampled_values(run),
+        }
+        history = tracker.history(run.info.run_id)
+        rows += [{**head, **{k: (int(v) if k == "epoch" else v) for k, v in h.items()}} for h in history]
+        if not history:
+            rows.append({**head, "epoch": None})
+    return sorted(rows, key=lambda r: (r["trial"], r["epoch"] or 0))
+
+
+def columns(rows: list[dict[str, Any]]) -> list[str]:
+    """Trial columns, sampled values in the order met, epoch, then the metrics (train/, val/, others)."""
+    seen = list(dict.fromkeys(k for r in rows for k in r))
+    metrics = sorted((k for k in seen if is_epoch_metric(k)), key=lambda k: (k.split("/")[0], k))
+    return [k for k in seen if k not in metrics and k != "epoch"] + ["epoch"] + metrics
+
+
+def write_export(rows: list[dict[str, Any]], fmt: str, output: str) -> None:
+    """Rows to a CSV or Parquet file (``-``: CSV to stdout)."""
+    cols = columns(rows)
+    table = {c: _one_type([r.get(c) for r in rows]) for c in cols}
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table(table), output)
+        return
+    fh = sys.stdout if output == "-" else open(output, "w", newline="")  # noqa: SIM115
+    try:
+        writer = csv.writer(fh)
+        writer.writerow(cols)
+        for i in range(len(rows)):
+            writer.writerow(["" if table[c][i] is None else table[c][i] for c in cols])
+    finally:
+        if fh is not sys.stdout:
+            fh.close()
+
+
+def _one_type(values: list[Any]) -> list[Any]:
+    """A column of one type (Parquet needs it): numbers stay numbers unless text is mixed in."""
+    kinds = {type(v) for v in values if v is not None}
+    if str in kinds and len(kinds) > 1:
+        return [None if v is None else str(v) for v in values]
+    if kinds == {int, float}:
+        return [None if v is None else float(v) for v in values]
+    return values
+
+
+def default_output(sweep: Sweep, fmt: str) -> str:
+    return str(Path.cwd() / f"{sweep.name}.{fmt}")
