@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -84,12 +85,23 @@ def scheduler(tune_cfg: Mapping[str, Any], max_epochs: int, params: Sequence[Par
                 "tune.scheduler=pbt perturbs continuous values; the search space has no "
                 "uniform[...] or loguniform[...] key (e.g. optimizer.lr: loguniform[1e-4, 1e-1])"
             )
+        bounds = {p.key: (p.args[0], p.args[1]) for p in params if p.key in mutable}
         return PopulationBasedTraining(
             time_attr="epoch",
             perturbation_interval=tune_cfg["perturbation_interval"],
             hyperparam_mutations=mutable,
+            custom_explore_fn=functools.partial(within_bounds, bounds),
         )
     raise ConfigError(f"unknown tune.scheduler {name!r}; choose one of: asha, fifo, hyperband, median, pbt")
+
+
+def within_bounds(bounds: Mapping[str, tuple[float, float]], config: dict[str, Any]) -> dict[str, Any]:
+    """PBT multiplies a value by 0.8 or 1.2 without looking at the space; keep it inside the
+    space's bounds (a dropout of 1.04 or a momentum of 1.19 is an error, not an exploration)."""
+    for key, (low, high) in bounds.items():
+        if key in config:
+            config[key] = min(max(config[key], low), high)
+    return config
 
 
 class VariantGenerator(BasicVariantGenerator):
@@ -104,10 +116,18 @@ class VariantGenerator(BasicVariantGenerator):
             self.max_concurrent = self.pinned_max_concurrent
 
 
+def population_limit(tune_cfg: Mapping[str, Any]) -> int:
+    """How many trials the generator keeps alive. PBT's population is every trial at once: it
+    pauses and resumes them in turn at each perturbation step; created two at a time, a small
+    sweep's trials never overlap and no trial is ever exploited. Running trials are still bound by
+    the CPUs (or GPUs) each asks for."""
+    return 0 if tune_cfg["scheduler"] == "pbt" else tune_cfg["max_concurrent_trials"]
+
+
 def search_algorithm(tune_cfg: Mapping[str, Any], seed: int):
     if tune_cfg["search_alg"] in ("random", "grid"):
         # random sampling and grid expansion, seeded: the same sweep samples the same configurations
-        return VariantGenerator(random_state=seed, max_concurrent=tune_cfg["max_concurrent_trials"])
+        return VariantGenerator(random_state=seed, max_concurrent=population_limit(tune_cfg))
     from ray.tune.search.optuna import OptunaSearch
 
     return OptunaSearch(seed=seed)
@@ -132,7 +152,7 @@ def with_operational_settings(tuner, tune_cfg: Mapping[str, Any]):
     internal._tune_config.time_budget_s = tune_cfg["time_budget_s"]
     alg = internal._tune_config.search_alg
     if isinstance(alg, VariantGenerator):
-        alg.pinned_max_concurrent = tune_cfg["max_concurrent_trials"]
+        alg.pinned_max_concurrent = population_limit(tune_cfg)
     else:  # Optuna: Tune's own limiter
         internal._tune_config.max_concurrent_trials = tune_cfg["max_concurrent_trials"]
     return tuner
@@ -188,7 +208,7 @@ def build(
         storage, name, space = state.path, REEVALUATION, {REEVALUATE: tune.grid_search(points)}
         sched, search = (
             scheduler({**tune_cfg, "scheduler": "fifo"}, 0, ()),
-            search_algorithm({**tune_cfg, "search_alg": "grid"}, cfg["seed"]),
+            search_algorithm({**tune_cfg, "search_alg": "grid", "scheduler": "fifo"}, cfg["seed"]),
         )
         samples, budget = 1, None
     if restore:
