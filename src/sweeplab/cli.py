@@ -7,6 +7,9 @@
   sweeplab train --cfg [all] [overrides...]       print the composed config (training sections, or all)
   sweeplab summary [overrides...]                 the model's Keras-style summary
   sweeplab ui                                     the MLflow UI on the configured store
+  sweeplab sweeps list|show|compare|export|prune  browse the sweeps a store holds, free their storage
+  sweeplab nightly run|history|report|accept|schedule   nightly benchmark suites
+  sweeplab services up|down|status                the long-running parts on this machine
 
 Overrides use Hydra's grammar: model.hidden=[256,128] optimizer=adam optimizer.lr=3e-4
 """
@@ -78,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sweeplab", description=__doc__, formatter_class=fmt, epilog=groups_help()
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sweep,summary,ui}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sweep,summary,ui,sweeps,nightly,services}")
     for name, text in (
         ("train", "train one model and record it as an MLflow run"),
         ("summary", "print the model's layers, output shapes and parameter counts"),
