@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sweeplab", description=__doc__, formatter_class=fmt, epilog=groups_help()
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,sweep,summary,ui,sweeps,nightly,services}")
+    commands = "{train,sweep,summary,ui,sweeps,nightly,services}"
+    sub = parser.add_subparsers(dest="command", required=True, metavar=commands)
     for name, text in (
         ("train", "train one model and record it as an MLflow run"),
         ("summary", "print the model's layers, output shapes and parameter counts"),
