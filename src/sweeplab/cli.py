@@ -54,7 +54,7 @@ def fit_consoles_to_output() -> None:
 def print_error(label: str, style: str, message: object) -> None:
     """``label: message`` on stderr; the message is printed as it is (a hint like ``choice[a, b]``
     is not Rich markup), credentials masked (Hydra quotes a bad override whole, store URI included)."""
-    from sweeplab.tracking.redact import scrub
+    from sweeplab.redact import scrub
 
     err_console.print(Text.assemble((label, style), ": ", scrub(str(message))))
 
@@ -150,9 +150,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             "interrupted", "yellow", str(exc) or "the run was closed as KILLED with the epochs already logged"
         )
         return 130
-    except (ConfigError, ValueError, RuntimeError, FileNotFoundError) as exc:  # DataError is a RuntimeError
+    except (ConfigError, ValueError, RuntimeError, OSError) as exc:  # DataError is a RuntimeError
         print_error("error", "bold red", exc)
         return 2
+    except Exception as exc:  # noqa: BLE001 - a bug of ours or a library's: one line, the rest in a log
+        log = unexpected_error_log()
+        print_error("error", "bold red", f"{type(exc).__name__}: {exc} (the traceback is in {log})")
+        return 1
+
+
+def unexpected_error_log() -> str:
+    """Write the current exception's traceback, masked, to a file the user can send us."""
+    import tempfile
+    import traceback
+
+    from sweeplab.redact import scrub
+
+    with tempfile.NamedTemporaryFile("w", prefix="sweeplab-error-", suffix=".log", delete=False) as fh:
+        fh.write(scrub(traceback.format_exc()))
+    return fh.name
 
 
 def config_yaml(cfg_node, scope: str) -> str:
@@ -196,8 +212,8 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> int:
         table.add_row("test", fmt_metrics(result.test, ("test/loss", "test/acc")))
     see_it = None
     if outcome.run_id:
+        from sweeplab.redact import scrub
         from sweeplab.tracking import resolve_uri
-        from sweeplab.tracking.redact import scrub
 
         table.add_row("mlflow run", Text(f"{outcome.run_id} in experiment '{cfg['tracking']['experiment']}'"))
         table.add_row("store", Text(scrub(resolve_uri(cfg["tracking"]["uri"]))))
@@ -209,8 +225,8 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> int:
 
 
 def ui_hint(tracking_cfg: dict, run_id: str, overrides) -> str:
+    from sweeplab.redact import scrub
     from sweeplab.tracking import Tracker, ui_command
-    from sweeplab.tracking.redact import scrub
 
     cmd, _ = ui_command(tracking_cfg)
     uri_override = scrub(" ".join(a for a in overrides if a.startswith("tracking.")))

@@ -139,8 +139,8 @@ def _best(sweep) -> str:
 
 # ------------------------------------------------------------------ the commands
 def cmd_list(tracker, args, cli) -> int:
+    from sweeplab.redact import scrub
     from sweeplab.sweep import browse
-    from sweeplab.tracking.redact import scrub
 
     sweeps = browse.list_sweeps(tracker, args.experiment)
     where = scrub(tracker.uri) + (f", experiment '{args.experiment}'" if args.experiment else "")

@@ -43,6 +43,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModu
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from sweeplab.nightly.detect import Night
+from sweeplab.redact import scrub
 
 VERSION_TABLE = "sweeplab_nightly_alembic_version"
 DONE = ("completed", "diverged")  # a (seed, entry) with these rows is not run again that night
@@ -145,10 +146,7 @@ def resolve_url(url: str | None) -> str:
 
 def display_url(url: str) -> str:
     """The URL with its password masked: what may be printed or logged."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparseable URL>"
+    return scrub(url)
 
 
 @dataclass(frozen=True)

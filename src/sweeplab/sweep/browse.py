@@ -19,8 +19,8 @@ from typing import Any
 
 from sweeplab.config import ConfigError
 from sweeplab.metrics import is_epoch_metric, worst
+from sweeplab.redact import scrub
 from sweeplab.tracking import Tracker, sampled_values
-from sweeplab.tracking.redact import scrub
 
 
 class UnknownSweep(ConfigError):

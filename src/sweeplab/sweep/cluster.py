@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.config import ConfigError
+from sweeplab.redact import scrub
 from sweeplab.sweep import reaper
 from sweeplab.sweep.storage import Storage
-from sweeplab.tracking.redact import scrub
 
 RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",

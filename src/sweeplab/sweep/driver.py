@@ -26,6 +26,7 @@ from importlib.metadata import version
 from typing import Any
 
 from sweeplab.config import ConfigError, compose, flatten, to_container, validate_sweep
+from sweeplab.redact import scrub, without_password
 from sweeplab.space import Param, parse_space, validate_space
 from sweeplab.status import TrialStatus
 from sweeplab.sweep import cluster  # noqa: I001  (sets Ray's environment before Ray is imported)
@@ -37,7 +38,6 @@ from sweeplab.sweep.storage import Storage, fetch, hide_credentials
 from sweeplab.tracking import delivery
 from sweeplab.tracking.outbox import FILE as OUTBOX_FILE
 from sweeplab.tracking.outbox import Outbox
-from sweeplab.tracking.redact import scrub, without_password
 from sweeplab.tracking.store import Tracker, resolve_uri
 
 DRAIN_S = float(os.environ.get("SWEEPLAB_DRAIN_S", "60"))  # how long a sweep's end waits for the store

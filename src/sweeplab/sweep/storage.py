@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from sweeplab.config import ConfigError
-from sweeplab.tracking.redact import scrub
+from sweeplab.redact import scrub
 
 
 @dataclass(frozen=True)

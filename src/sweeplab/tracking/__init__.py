@@ -4,7 +4,7 @@
   writing runs by id (:class:`Tracker`);
 - :mod:`~sweeplab.tracking.outbox`: the durable journal of a sweep's writes and its flusher;
 - :mod:`~sweeplab.tracking.delivery`: what each journal record does in the store;
-- :mod:`~sweeplab.tracking.redact`: credentials masked in everything written.
+- :mod:`~sweeplab.redact`: credentials masked in everything written.
 """
 
 from sweeplab.tracking.store import (  # noqa: F401

@@ -25,7 +25,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, wait_exponential
 
-from sweeplab.tracking.redact import scrub
+from sweeplab.redact import scrub
 from sweeplab.tracking.store import is_transient
 
 FILE = "outbox.db"

@@ -4,7 +4,7 @@ writing runs by id.
 All writes go through :class:`Tracker`, which addresses runs by id with an
 ``MlflowClient`` instead of MLflow's process-global "active run": a sweep driver
 writes many runs (one per trial) from one process, and a single ``train`` is the
-same code with one run. Every text written passes :mod:`sweeplab.tracking.redact`.
+same code with one run. Every text written passes :mod:`sweeplab.redact`.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 import sweeplab  # noqa: E402
 from sweeplab import checkpoints  # noqa: E402
 from sweeplab.config import flatten  # noqa: E402
+from sweeplab.redact import scrub, scrub_config  # noqa: E402
 from sweeplab.status import TrialStatus  # noqa: E402
-from sweeplab.tracking.redact import scrub, scrub_config  # noqa: E402
 
 # MLflow and Alembic narrate every store migration at INFO; sweeplab prints its own progress.
 for _name in ("mlflow", "alembic"):

@@ -23,7 +23,7 @@ from typing import Any
 import requests
 from rich.console import Console
 
-from sweeplab.tracking.redact import scrub
+from sweeplab.redact import scrub
 from sweeplab.tracking.store import check_store, resolve_uri, ui_command
 
 READY_TIMEOUT_S = 120
