@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -107,7 +108,17 @@ def test_asha_sweep_records_parent_children_best_model(workdir, store_uri):
     best_val = min(min(m.value for m in client.get_metric_history(k.info.run_id, "val/loss")) for k in kids)
     assert parent.data.metrics["best/val/loss"] == pytest.approx(best_val)
     assert parent.data.metrics["trials/total"] == 8
-    assert parent.data.metrics["compute/trial_epochs"] == sum(len(steps(client, k.info.run_id)) for k in kids)
+    # compute accounting against Tune's own result records, not against what the driver logged
+    results = [
+        json.loads(line)
+        for f in (workdir / "sweeps" / outcome.state.name).glob("trial_*/result.json")
+        for line in f.read_text().splitlines()
+    ]
+    trained = [r for r in results if not r.get("final")]
+    assert parent.data.metrics["compute/trial_epochs"] == len(trained)
+    seconds = sum(r["epoch_time_s"] for r in trained)
+    assert parent.data.metrics["compute/trial_seconds"] == pytest.approx(seconds)
+    assert 0 < parent.data.metrics["compute/efficiency"] <= 1
     assert parent.data.metrics["compute/trial_epochs_budget"] == 8 * 6
     assert 0 < parent.data.metrics["test/acc"] <= 1
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}

@@ -129,6 +129,7 @@ def test_a_dead_worker_hosts_trial_continues_on_the_head_from_the_object_store(n
         assert proc.wait(600) == 0, proc.output()
     finally:
         cluster.start_worker()  # the module's later tests get their cluster back
+    assert "(raylet)" not in proc.output() and "Traceback" not in proc.output()  # Ray: to driver.log
     client, parent, kids = children(net, "dies")
     assert len(kids) == 2 and parent.info.status == "FINISHED"  # one child run per trial
     for kid in kids:

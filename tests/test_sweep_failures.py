@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from ray.tune.experiment import Trial
 
 from sweeplab.sweep import recorder as rec_module
 from sweeplab.sweep.recorder import PARENT, Session, SweepRecorder
@@ -136,6 +135,8 @@ def test_a_trial_that_fails_before_it_starts_is_a_failed_child_run(workdir):
     rec_module.SESSIONS["s"] = Session(state, outbox)
     recorder = SweepRecorder("s")
     recorder.setup()
+    from ray.tune.experiment import Trial  # after sweeplab has set Ray's environment (RAY_AUTH_MODE ...)
+
     trial = Trial("__no_such_trainable", config={"optimizer.lr": 0.1}, trial_id="abc_00003", stub=True)
     recorder.on_trial_recover(0, [trial], trial)
     recorder.on_trial_error(0, [trial], trial)

@@ -31,6 +31,7 @@ from sweeplab.training import Trainer
 FINAL = "final"  # marks the one result a trial sends after its last epoch
 # A re-evaluation trial's config: {"sampled": values of the trial it repeats, "seed": ..., "of": its id}
 REEVALUATE = "reevaluate"
+RESTORED_HISTORY = "restored_history"  # the epochs a restored trial's checkpoint already holds
 EXPLOITED_FROM = "exploited_from"  # PBT: the trial whose checkpoint this trial continues from
 PERTURBED_KINDS = ("uniform", "loguniform")  # what PBT perturbs (tuner.scheduler's mutations)
 # Errors that would only repeat on a retry: the trial ends `failed` with the reason instead.
@@ -140,6 +141,8 @@ def run_trial(
                 extra[EXPLOITED_FROM] = writer
         else:
             trained_since = state.get("trained_since", 1)
+            # its own epochs so far: the driver may have died before it logged the last of them
+            extra[RESTORED_HISTORY] = json.dumps(trainer.history)
 
     def report_epoch(metrics: dict[str, float]) -> None:
         _maybe_fail(fail_once_at_epoch, int(metrics[EPOCH]), drill_dir)

@@ -26,7 +26,7 @@ RAY_ENV = {
     "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",  # a trial's error goes to its MLflow run, not the console
     "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # no CSV/TensorBoard files; JSON results are kept explicitly
     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
-    "TUNE_GLOBAL_CHECKPOINT_S": "1",  # sweep state saved every second: a killed driver resumes, not restarts
+    "TUNE_GLOBAL_CHECKPOINT_S": "0",  # sweep state saved at every step: a killed driver resumes where it was
     "RAY_CHDIR_TO_TRIAL_DIR": "0",  # trials keep the user's working directory (relative data.root works)
     "RAY_LOG_TO_STDERR": "0",
 }

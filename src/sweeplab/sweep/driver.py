@@ -34,7 +34,7 @@ from sweeplab.sweep import state as sweep_state
 from sweeplab.sweep import tuner as tuning
 from sweeplab.sweep.recorder import PARENT, SESSIONS, Session, SweepRecorder, SweepStopper, adopt_runs
 from sweeplab.sweep.state import SweepState
-from sweeplab.sweep.storage import Storage, fetch, hide_credentials
+from sweeplab.sweep.storage import Storage, fetch, hide_credentials, prune_checkpoints
 from sweeplab.tracking import delivery
 from sweeplab.tracking.outbox import FILE as OUTBOX_FILE
 from sweeplab.tracking.outbox import Outbox
@@ -224,7 +224,7 @@ def _outbox(state: SweepState, tracker: Tracker) -> Outbox:
     elsewhere = not local.exists()
     if elsewhere and not state.store.is_local:  # resumed on another machine: its last copy
         state.store.download(f"{state.name}/{OUTBOX_FILE}", local)
-    outbox = Outbox(local, delivery.Delivery(tracker, fetch))
+    outbox = Outbox(local, delivery.Delivery(tracker, fetch, prune_checkpoints))
     outbox.bind(PARENT, state.parent_run_id)
     if elsewhere:
         adopt_runs(outbox, tracker, state.parent_run_id)

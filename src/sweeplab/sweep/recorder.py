@@ -30,7 +30,7 @@ from sweeplab.metrics import EPOCH, EPOCH_TIME, best_epoch, epoch_metrics, overf
 from sweeplab.status import TrialStatus
 from sweeplab.sweep.storage import checkpoint_uri
 from sweeplab.tracking import delivery
-from sweeplab.trial import EXPLOITED_FROM, FINAL, REEVALUATE, trial_number
+from sweeplab.trial import EXPLOITED_FROM, FINAL, REEVALUATE, RESTORED_HISTORY, trial_number
 
 PARENT = "parent"  # the parent run's key in the outbox
 
@@ -49,6 +49,7 @@ class TrialRecord:
     history: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, float] | None = None  # the best epoch by the sweep's metric
     best_uri: str | None = None  # and the checkpoint Tune keeps of it
+    latest_uri: str | None = None  # the checkpoint a retry or a resume continues from
     restarting: bool = False  # retried or resumed: its next epoch shows where it continued
     node_ips: list[str] = field(default_factory=list)  # the hosts it ran on, in order
     nodes: list[str] = field(default_factory=list)  # and their Ray node ids
@@ -197,6 +198,13 @@ class SweepRecorder(Callback):
                 rec.exploits.append(exploit)
             tags = {"sweeplab.exploited_from": donor, "sweeplab.exploits": ",".join(rec.exploits)[-5000:]}
             records.append(delivery.log(rec.key, tags=tags))
+        if result.get(RESTORED_HISTORY):  # epochs its checkpoint holds that this sweep never logged
+            for h in json.loads(result[RESTORED_HISTORY]):
+                if h[EPOCH] > rec.last_logged and (result.get(FINAL) or h[EPOCH] < result[EPOCH]):
+                    metrics = epoch_metrics(h)
+                    records.append(delivery.log(rec.key, metrics, step=int(h[EPOCH])))
+                    rec.history.append({**metrics, EPOCH: int(h[EPOCH])})
+                    rec.last_logged = int(h[EPOCH])
         if result.get(FINAL):
             rec.status, rec.reason = TrialStatus(result["trial_status"]), result.get("trial_reason", "")
         else:
@@ -218,16 +226,18 @@ class SweepRecorder(Callback):
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info) -> None:
         rec = self.record(trial)
         result = trial.last_result
+        rec.latest_uri = checkpoint_uri(checkpoint)
         value = result.get(self.metric)
         if result.get(FINAL) or value is None or not math.isfinite(value):
+            self.outbox.write(state={rec.key: rec.to_json()})
             return
         at_least_as_good = rec.best is None or (
             value <= rec.best[self.metric] if self.mode == "min" else value >= rec.best[self.metric]
         )
-        if at_least_as_good:  # a tie goes to the later epoch, as Tune keeps the later checkpoint
+        if at_least_as_good:  # a tie goes to the later epoch
             rec.best = {**epoch_metrics(result), EPOCH: int(result[EPOCH]) + rec.epoch_offset}
-            rec.best_uri = checkpoint_uri(checkpoint)
-            self.outbox.write(state={rec.key: rec.to_json()})
+            rec.best_uri = rec.latest_uri
+        self.outbox.write(state={rec.key: rec.to_json()})
 
     def on_trial_recover(self, iteration, trials, trial, **info) -> None:
         rec = self.record(trial)
@@ -283,6 +293,9 @@ class SweepRecorder(Callback):
             records.append(delivery.best_checkpoint(rec.key, rec.best_uri, rec.best))
         compute = {"sweeplab.epochs_trained": rec.trained, "sweeplab.train_seconds": rec.train_seconds}
         records += [delivery.log(rec.key, tags=compute), delivery.end(rec.key, rec.status, rec.reason)]
+        if rec.latest_uri and rec.status != TrialStatus.interrupted:  # it will not go on: best and last stay
+            keep = [u for u in (rec.best_uri, rec.latest_uri) if u]
+            records.append(delivery.prune_checkpoints(rec.key, rec.latest_uri.rsplit("/", 1)[0], keep))
         self._write(rec, *records)
 
 

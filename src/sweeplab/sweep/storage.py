@@ -147,6 +147,21 @@ def fetch(uri: str, file_name: str, dest: Path) -> Path:
     return target
 
 
+def prune_checkpoints(trial_dir: str, keep: list[str]) -> None:
+    """Delete a trial's checkpoint folders (``checkpoint_*``) other than ``keep``."""
+    if "://" in trial_dir:
+        fs, path = pafs.FileSystem.from_uri(trial_dir)
+        prefix = trial_dir[: -len(path)] if trial_dir.endswith(path) else ""
+    else:
+        fs, path, prefix = pafs.LocalFileSystem(), trial_dir, ""
+    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    for info in infos:
+        name = info.path.rsplit("/", 1)[-1]
+        is_checkpoint = info.type == pafs.FileType.Directory and name.startswith("checkpoint_")
+        if is_checkpoint and f"{prefix}{info.path}" not in keep:
+            fs.delete_dir(info.path)
+
+
 def checkpoint_uri(checkpoint) -> str:
     """Where a Tune checkpoint lives, as a URI that :func:`fetch` understands later."""
     fs = checkpoint.filesystem

@@ -216,10 +216,10 @@ def build(
             f"{storage}/{name}", trainable, resume_unfinished=True, resume_errored=True, param_space=space
         )
         return with_operational_settings(tuner, {**tune_cfg, "time_budget_s": budget})
-    # Each trial keeps its best checkpoint by the sweep's metric and its latest (Tune always
-    # keeps the latest): the best becomes the trial's best.pt, the latest is what a retry or a
-    # resume continues from. PBT exploits other trials' recent checkpoints, so it keeps one more.
-    keep = 2 if tune_cfg["scheduler"] == "pbt" else 1
+    # Tune keeps every checkpoint while a trial runs: its own retention deletes the checkpoint its
+    # last saved sweep state points at (seen: a driver killed between the two could not resume).
+    # When a trial ends, the recorder has all but its best (by the sweep's metric) and its last
+    # deleted, after its best.pt is in MLflow.
     return tune.Tuner(
         trainable,
         param_space=space,
@@ -243,11 +243,7 @@ def build(
             callbacks=callbacks,
             stop=stopper,
             failure_config=tune.FailureConfig(max_failures=tune_cfg["max_failures"]),
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=keep,
-                checkpoint_score_attribute=tune_cfg["metric"],
-                checkpoint_score_order=tune_cfg["mode"],
-            ),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             # object storage: Tune's own sweep state goes up every few seconds, so a driver that
             # dies loses little (trials upload their checkpoints themselves)
             sync_config=tune.SyncConfig(sync_period=5),

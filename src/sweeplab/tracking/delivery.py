@@ -69,6 +69,12 @@ def best_checkpoint(key: str, uri: str, epoch_metrics: Mapping[str, float]) -> R
     return Record("best_checkpoint", key, {"uri": uri, "metrics": dict(epoch_metrics)})
 
 
+def prune_checkpoints(key: str, trial_dir: str, keep: list[str]) -> Record:
+    """A finished trial's checkpoints but ``keep`` (its best and its last) are deleted, after the
+    records before it (its best.pt among them) are delivered."""
+    return Record("prune_checkpoints", key, {"trial_dir": trial_dir, "keep": keep})
+
+
 def end(key: str, status: str, reason: str) -> Record:
     return Record("end", key, {"status": str(status), "reason": reason, "end_time": _now_ms()})
 
@@ -82,9 +88,15 @@ class Delivery:
     """Carries out records against one store. ``fetch`` copies a checkpoint folder's file from
     wherever the sweep keeps its storage to a local path."""
 
-    def __init__(self, tracker: Tracker, fetch: Callable[[str, str, Path], Path]):
+    def __init__(
+        self,
+        tracker: Tracker,
+        fetch: Callable[[str, str, Path], Path],
+        prune: Callable[[str, list[str]], None] | None = None,
+    ):
         self.tracker = tracker
         self.fetch = fetch
+        self.prune = prune
         # A server takes several runs' writes at once; a SQLite file takes one writer at a time.
         self._pool = ThreadPoolExecutor(1 if sqlite_path(tracker.uri) else REQUESTS_IN_FLIGHT)
 
@@ -113,6 +125,9 @@ class Delivery:
             t.end_run(run_id, p["status"], p["reason"], end_time=p["end_time"])
         elif first.kind == "reopen":
             t.reopen(run_id)
+        elif first.kind == "prune_checkpoints":
+            if self.prune is not None:
+                self.prune(first.payload["trial_dir"], first.payload["keep"])
         else:
             raise ValueError(f"unknown outbox record kind {first.kind!r}")
 
