@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ray.tune.search import BasicVariantGenerator
@@ -183,6 +184,7 @@ def build(
     the re-evaluation stage: each point (a trial's values and a fresh seed) trained once."""
     from ray import tune
 
+    from sweeplab.sweep.tune_state import StateBackup, repair
     from sweeplab.trial import REEVALUATE, run_trial
 
     tune_cfg = cfg["tune"]
@@ -211,6 +213,10 @@ def build(
             search_algorithm({**tune_cfg, "search_alg": "grid", "scheduler": "fifo"}, cfg["seed"]),
         )
         samples, budget = 1, None
+    if state.store.is_local:  # Tune overwrites its state in place there; see tune_state
+        callbacks = [*callbacks, StateBackup()]
+        if restore:
+            repair(Path(storage, name))
     if restore:
         tuner = tune.Tuner.restore(
             f"{storage}/{name}", trainable, resume_unfinished=True, resume_errored=True, param_space=space
