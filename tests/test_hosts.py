@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 from hosts import FAST_NODE_DEATH, PYTHON, TestNetwork, remove_stale, require_hosts
 
-pytestmark = pytest.mark.xdist_group("hosts")  # the test hosts' subnet is fixed: one network at a time
-
 # With FAST_NODE_DEATH the GCS needs about 2 s; Ray's defaults about 15 s (measured here).
 NODE_DEATH_BOUND_S = 10.0
 

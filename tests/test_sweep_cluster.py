@@ -12,7 +12,7 @@ from hosts import FAST_NODE_DEATH, PYTHON, TestNetwork, require_hosts
 from mlflow.tracking import MlflowClient
 from test_sweep_failures import wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("hosts")]  # one test network at a time
+pytestmark = pytest.mark.slow
 
 SWEEP = [
     "data=digits",

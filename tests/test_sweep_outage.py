@@ -15,6 +15,8 @@ from mlflow.tracking import MlflowClient
 from servers import TRACKING_SCRIPT, free_port, script_env, stop_group, wait_for_health
 from test_sweep_failures import journaled, wait_for
 
+import sweeplab.tracking.store  # noqa: F401 - sets MLflow's client retries, for this test and the sweeps
+
 pytest_plugins = ["servers"]  # fixtures: fresh_database
 
 SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]
@@ -32,8 +34,12 @@ SWEEP = [
     "tracking.experiment=outage",
     "tune.name=outage",
 ]
-# MLflow's own client gives up after about four minutes of retries: the long outage outlasts that.
-LONG_OUTAGE_S = float(os.environ.get("SWEEPLAB_TEST_LONG_OUTAGE_S", "250"))
+# How long MLflow's own client keeps at one write before it gives up, as sweeplab sets it up
+# (tracking/store.py turns its retries off: by default they last about four minutes, stalling
+# the sweep). The outbox's retries have no such limit; the long outage outlasts MLflow's.
+MLFLOW_GIVES_UP_S = float(os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]) * (
+    1 + int(os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"])
+)
 
 
 class Server:
@@ -86,8 +92,10 @@ def trained_epochs(sweep_dir: Path) -> dict[str, list[int]]:
         out[trial_dir.name.removeprefix("trial_")] = sorted(r["epoch"] for r in lines if not r.get("final"))
     return out
 
+LONG_EPOCHS = 400  # about 40 s of training on 2 cores, nearly all of it with the store away
 
-def check_every_epoch_once(url: str, sweep_dir: Path) -> None:
+
+def check_every_epoch_once(url: str, sweep_dir: Path, epochs_each: int = 25) -> None:
     client = MlflowClient(url)
     runs = client.search_runs([client.get_experiment_by_name("outage").experiment_id])
     kids = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
@@ -95,7 +103,7 @@ def check_every_epoch_once(url: str, sweep_dir: Path) -> None:
     assert len(runs) == 5 and len(kids) == 4 and len(trained) == 4
     for kid in kids:
         epochs = trained[kid.data.tags["sweeplab.trial_id"]]
-        assert epochs == list(range(1, 26))
+        assert epochs == list(range(1, epochs_each + 1))
         for key in ("val/loss", "train/acc"):
             assert sorted(m.step for m in client.get_metric_history(kid.info.run_id, key)) == epochs
         assert kid.info.status == "FINISHED" and "checkpoints" in {
@@ -134,7 +142,7 @@ def test_server_down_for_half_a_minute_mid_sweep_loses_and_duplicates_nothing(se
 def test_server_still_down_at_the_end_then_sync_delivers_everything(server, tmp_path):
     with open(tmp_path / "sweep.out", "w") as log:
         sweep = subprocess.Popen(
-            [*SWEEPLAB, *SWEEP, f"tracking.uri={server.url}"],
+            [*SWEEPLAB, *SWEEP, f"tracking.uri={server.url}", f"trainer.epochs={LONG_EPOCHS}"],
             cwd=tmp_path,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -147,10 +155,11 @@ def test_server_still_down_at_the_end_then_sync_delivers_everything(server, tmp_
     out = (tmp_path / "sweep.out").read_text()
     last = [line for line in out.splitlines() if line.strip()][-1]
     assert "records are waiting" in last and "sweeplab sweep sync outage" in last, out
-    time.sleep(max(0.0, LONG_OUTAGE_S - (time.monotonic() - stopped)))  # outlast MLflow's own retries
+    # the sweep trained on with the store away for longer than MLflow's client would have kept at a write
+    assert time.monotonic() - stopped > MLFLOW_GIVES_UP_S, out
     server.start()
     synced = subprocess.run(
         [*SWEEPLAB, "sweep", "sync", "outage"], cwd=tmp_path, capture_output=True, text=True, timeout=600
     )
     assert synced.returncode == 0, synced.stdout + synced.stderr
-    check_every_epoch_once(server.url, tmp_path / "sweeps" / "outage")
+    check_every_epoch_once(server.url, tmp_path / "sweeps" / "outage", LONG_EPOCHS)

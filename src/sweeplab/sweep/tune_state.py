@@ -35,7 +35,8 @@ class StateBackup(Callback):
         if not trials:
             return
         staging, target = Path(trials[0].local_experiment_path), Path(trials[0].remote_experiment_path)
-        files = {f.name: f.read_bytes() for f in staging.iterdir() if f.is_file() and f.suffix in (".json", ".pkl")}
+        names = [f for f in staging.iterdir() if f.suffix in (".json", ".pkl") and f.is_file()]
+        files = {f.name: f.read_bytes() for f in names}
         partial = target / f"{BACKUP}.partial"
         try:
             partial.write_bytes(pickle.dumps(files))
@@ -60,7 +61,7 @@ def repair(experiment_dir: Path) -> None:
     backup = experiment_dir / BACKUP
     if not states or _complete(states[-1]) or not backup.exists():
         return
-    log.warning("%s was cut short (the driver died copying it); using the last complete copy", states[-1].name)
+    log.warning("%s was cut short (the driver died copying it); using the last complete set", states[-1].name)
     for name, data in pickle.loads(backup.read_bytes()).items():
         partial = experiment_dir / f"{name}.partial"
         partial.write_bytes(data)
