@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sweeplab.config import GROUPS, ConfigError, compose, group_options, to_container
+from sweeplab.config import GROUPS, SWEEP_ONLY_GROUPS, ConfigError, compose, group_options, to_container
 
 console = Console(highlight=False, soft_wrap=True)  # long URIs and paths stay copyable
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -33,16 +33,7 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 # cells and live lines with "…"; there, nothing has to fit, so nothing is cut.
 WIDTH_OFF_TERMINAL = 4096
 # What `train --cfg` shows: the sections a training run reads (`--cfg all` adds search, tune, cluster).
-TRAINING_SECTIONS = (
-    "data",
-    "model",
-    "optimizer",
-    "regularizer",
-    "lr_schedule",
-    "trainer",
-    "tracking",
-    "seed",
-)
+TRAINING_SECTIONS = (*(g for g in GROUPS if g not in (*SWEEP_ONLY_GROUPS, "experiment")), "seed")
 CFG_SCOPES = ("train", "all")
 
 

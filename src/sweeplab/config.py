@@ -43,6 +43,7 @@ GROUPS = (
     "cluster",
     "experiment",
 )
+SWEEP_ONLY_GROUPS = ("search", "tune", "cluster")  # what a single training run never reads
 
 
 class ConfigError(ValueError):

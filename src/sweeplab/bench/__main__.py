@@ -41,6 +41,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from sweeplab.bench import EPOCH_METRICS
 from sweeplab.config import compose, to_container
 from sweeplab.data import DataBundle, load_data
 from sweeplab.models import MLP, glorot_init
@@ -147,14 +148,7 @@ def bench_tracking(epochs: int = 300) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         tracker = Tracker({"uri": f"sqlite:///{tmp}/bench.db", "artifact_root": f"{tmp}/artifacts"})
         run_id = tracker.start_run("bench", "tracking", {"x": 1})
-        metrics = {
-            "train/loss": 0.5,
-            "train/acc": 0.8,
-            "val/loss": 0.4,
-            "val/acc": 0.85,
-            "lr": 1e-3,
-            "epoch_time_s": 1.0,
-        }
+        metrics = EPOCH_METRICS
         tracker.log_metrics(run_id, metrics, step=0)  # warm-up: the store's first write creates tables
         t0 = time.perf_counter()
         for epoch in range(1, epochs + 1):

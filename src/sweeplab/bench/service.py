@@ -30,6 +30,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from sweeplab.bench import EPOCH_METRICS
 from sweeplab.config import compose, to_container
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -159,14 +160,7 @@ def throughput(admin_url: str, reporters: int = 16, results_each: int = 250) -> 
     from sweeplab.tracking.outbox import Outbox
     from sweeplab.tracking.store import Tracker
 
-    metrics = {
-        "train/loss": 0.5,
-        "train/acc": 0.8,
-        "val/loss": 0.4,
-        "val/acc": 0.85,
-        "lr": 1e-3,
-        "epoch_time_s": 1.0,
-    }
+    metrics = EPOCH_METRICS
     with tracking_server(admin_url) as url, tempfile.TemporaryDirectory() as tmp:
         tracker = Tracker({"uri": url})
         box = Outbox(Path(tmp) / "outbox.db", delivery.Delivery(tracker, lambda *a: None)).start()
