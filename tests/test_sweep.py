@@ -251,6 +251,13 @@ def test_retried_trial_continues_its_run_and_diverged_trial_ends_the_sweep_fine(
         ("optimizer.lr: loguniform[1e-2, 1e-4]", ["search.space.optimizer.lr", "low < high"]),
         ("optimizer: choice[sgd, adamm]", ["search.space.optimizer", "'adamm'", "adagrad, adam"]),
         ("optimizer.lr: lognormal[1, 2]", ["search.space.optimizer.lr", "unknown distribution"]),
+        # a bad value after a good one, of a plain key and of a key under a group the space switches
+        ("model.hidden: choice[[64], [abc]]", ["search.space.model.hidden=('abc',)", "'abc'", "Integer"]),
+        ("trainer.batch_size: choice[32, 0]", ["search.space.trainer.batch_size=0", "at least 1"]),
+        (
+            "optimizer: choice[sgd, adam]\n  optimizer.lr: choice[0.1, -1]",
+            ["search.space.optimizer.lr=-1", "with optimizer=sgd", "positive"],
+        ),
     ],
 )
 def test_bad_search_space_fails_before_any_trial(workdir, space, expected):

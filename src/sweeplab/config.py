@@ -445,6 +445,19 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "con
     return cfg
 
 
+def with_value(cfg: DictConfig, key: str, value: Any) -> DictConfig:
+    """``cfg`` with one more value set, checked against the schema and the rules as an override
+    would be (a search space's values, without composing the whole config again)."""
+    cfg = cfg.copy()
+    try:
+        OmegaConf.update(cfg, key, list(value) if isinstance(value, tuple) else value, merge=True)
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(explain(exc)) from None
+    validate(cfg)
+    return cfg
+
+
 # ------------------------------------------------------------------ validate
 # Values no run can work with, whatever the command: refused before anything is created.
 # (dotted key, test, what the value must be)
