@@ -60,6 +60,15 @@ def test_optimizer_settings_reach_torch(make_cfg, blob_data):
     assert (group["lr"], group["alpha"], group["eps"]) == (0.005, 0.9, 1e-7)
 
 
+def test_training_flushes_subnormal_floats(make_cfg, blob_data):
+    """They made a high-lr Adam trial's epochs twice as slow; a run trains with them flushed to zero."""
+    torch.set_flush_denormal(False)  # as a fresh process starts (earlier tests' runs flushed them)
+    subnormal = torch.tensor([1e-39], dtype=torch.float32)
+    assert (subnormal * 2).item() != 0.0  # this CPU computes subnormals, so the check below can fail
+    Trainer(small(make_cfg), blob_data)
+    assert (subnormal * 2).item() == 0.0
+
+
 def weight_norms(trainer):
     w = penalized_weights(trainer.model)
     return sum(p.abs().sum().item() for p in w), sum(p.pow(2).sum().item() for p in w)

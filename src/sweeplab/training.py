@@ -165,6 +165,10 @@ class Trainer:
         tcfg = cfg["trainer"]
         if tcfg["num_threads"] > 0:
             torch.set_num_threads(tcfg["num_threads"])
+        # Subnormal floats (e.g. Adam's second moments of a dead ReLU's tiny gradients) are many
+        # times slower on x86 CPUs: a high-lr Adam trial's epochs went from 2.1 s to 4.1 s. Flushed
+        # to zero, they change nothing a model can tell.
+        torch.set_flush_denormal(True)
         torch.manual_seed(cfg["seed"])  # weight init and dropout masks
         self.device = resolve_device(tcfg["device"])
         self.data = data
