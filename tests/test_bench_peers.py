@@ -236,3 +236,15 @@ def test_meter_counts_and_ends_orphaned_descendants(tmp_path):
     assert usage["orphans_reaped"] >= 1
     assert usage["cpu_s"] >= 0.6
     assert math.isfinite(usage["wall_s"])
+
+
+def test_a_lever_under_test_is_the_last_word_of_sweeplabs_command(tmp_path):
+    from sweeplab.bench.peers import sweeplab_command
+    from sweeplab.config import compose
+
+    lever = ["tune=optuna", "tune.mode=max"]
+    task = {"budget_s": 60, "max_trials": 4, "epochs": 3, "sweeplab_overrides": lever}
+    command = sweeplab_command(0, "lever", task, tmp_path)
+    assert command[-2:] == lever
+    cfg = compose(command[2:])  # what the sweep composes: the lever wins over the experiment's defaults
+    assert cfg.tune.search_alg.name == "optuna" and cfg.trainer.epochs == 3

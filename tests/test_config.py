@@ -130,3 +130,32 @@ def test_a_sweep_refuses_a_grace_period_longer_than_its_trials():
     validate_sweep(cfg, max_epochs=5)  # e.g. the search space lets trials run 5 epochs
     fifo = to_container(compose(["tune=fifo", "tune.grace_period=5", "trainer.epochs=3"]))
     validate_sweep(fifo, max_epochs=3)  # FIFO stops nothing: the grace period means nothing to it
+
+
+@pytest.mark.parametrize("search", ["fashion_mlp", "optimizers", "regularizers"])
+def test_a_trials_config_set_on_a_composed_one_equals_composing_it_whole(search):
+    """Trials compose each choice of group options once and set their other values on it: the
+    same config as composing every override, for the values Tune samples from the space."""
+    import random
+
+    from sweeplab.space import parse_space
+    from sweeplab.sweep.tuner import param_space
+    from sweeplab.trial import trial_config, trial_overrides
+
+    base = ["experiment=fashion_mnist_sweep", f"search={search}"]
+    space = param_space(parse_space(to_container(compose(base))["search"]["space"]), "random")
+    random.seed(0)
+    for _ in range(12):
+        # a grid is {"grid_search": values}; the others are Tune's domains
+        sampled = {
+            k: random.choice(d["grid_search"]) if isinstance(d, dict) else d.sample()
+            for k, d in space.items()
+        }
+        assert trial_config(base, sampled) == to_container(compose(trial_overrides(base, sampled))), sampled
+
+
+def test_a_value_a_group_option_lacks_fails_as_composing_would():
+    from sweeplab.trial import trial_config
+
+    with pytest.raises(ConfigError, match="momentum"):
+        trial_config(["optimizer=adam"], {"optimizer": "adam", "optimizer.momentum": 0.9})

@@ -51,6 +51,21 @@ def trials(workdir, outcome) -> list[dict]:
     return sorted(out, key=lambda t: t["number"])
 
 
+def test_trials_checkpoint_where_they_may_be_resumed_stopped_or_copied():
+    from sweeplab.sweep.tuner import checkpoint_epochs
+
+    def tune(scheduler, every=5, grace=1, factor=4):
+        keys = ("scheduler", "checkpoint_every", "grace_period", "reduction_factor")
+        return dict(zip(keys, (scheduler, every, grace, factor), strict=True))
+
+    assert checkpoint_epochs(tune("fifo"), 12) == {5, 10, 12}  # every 5 epochs and the last
+    assert checkpoint_epochs(tune("asha"), 20) == {1, 4, 16, 5, 10, 15, 20}  # and ASHA's rungs
+    assert checkpoint_epochs(tune("hyperband", grace=2, factor=3), 20) == {2, 6, 18, 5, 10, 15, 20}
+    assert checkpoint_epochs(tune("fifo", every=1), 3) == {1, 2, 3}
+    assert checkpoint_epochs(tune("pbt"), 20) is None  # PBT copies a trial at any epoch: every epoch
+    assert checkpoint_epochs(tune("median"), 20) is None  # the median rule stops at any epoch
+
+
 def test_asha_stops_trials_only_at_its_rungs(workdir):
     """grace 1, reduction 2, 4 epochs: rungs at epochs 1 and 2 (4 is the end); a trial ASHA
     stops has run exactly a rung's epochs."""

@@ -223,7 +223,8 @@ def test_retried_trial_continues_its_run_and_diverged_trial_ends_the_sweep_fine(
         "tune.num_samples=1",
         "trainer.epochs=4",
         "trainer.early_stopping.enabled=false",
-        "tune.fail_once_at_epoch=2",
+        "tune.fail_once_at_epoch=3",
+        "tune.checkpoint_every=2",
         "tune.max_failures=1",
     )
     client = store(workdir)
@@ -231,9 +232,10 @@ def test_retried_trial_continues_its_run_and_diverged_trial_ends_the_sweep_fine(
     assert len(kids) == 2
     good, bad = kids[0.05], kids[1e8]
     assert good.data.tags["sweeplab.status"] == "completed" and good.data.tags["sweeplab.retries"] == "1"
-    assert "injected failure at epoch 2" in good.data.tags["sweeplab.last_error"]
+    assert "injected failure at epoch 3" in good.data.tags["sweeplab.last_error"]
     assert steps(client, good.info.run_id) == [1, 2, 3, 4]  # no repeated steps
-    assert good.data.tags["sweeplab.continued_at_epoch"] == "2"  # from its epoch-1 checkpoint, not epoch 1
+    # from its last checkpoint (epoch 2; none at epoch 1 with checkpoint_every=2), not from scratch
+    assert good.data.tags["sweeplab.continued_at_epoch"] == "3"
     assert bad.data.tags["sweeplab.status"] == "diverged"
     assert (
         "nan" in bad.data.tags["sweeplab.status_reason"] or "inf" in bad.data.tags["sweeplab.status_reason"]
@@ -485,6 +487,36 @@ def test_best_weights_follow_the_sweeps_metric_and_mode(workdir):
     version = client.get_model_version_by_alias("sweeps-digits", "best")
     assert version.tags["sweeplab.metric"] == "val/acc" and version.tags["sweeplab.mode"] == "max"
     assert float(version.tags["sweeplab.metric_value"]) == pytest.approx(top)
+
+
+def test_best_weights_are_the_best_epochs_even_between_checkpoints(workdir):
+    """A checkpoint only at the last epoch (tune.checkpoint_every above trainer.epochs): each
+    trial's best.pt still holds its best epoch's weights, which the trial kept until then."""
+    from sweeplab.training import Evaluator
+
+    searchpath = write_space(workdir / "conf", "lrs", "space:\n  optimizer.lr: grid[0.003, 0.03, 0.1]\n")
+    epochs = 8
+    outcome = run_sweep(
+        searchpath, "search=lrs", "tune=fifo", "optimizer=adam", f"trainer.epochs={epochs}",
+        "trainer.early_stopping.enabled=false", "tune.checkpoint_every=100", "tune.register_model=false",
+    )  # fmt: skip
+    client = store(workdir)
+    best_epochs = []
+    for kid in children(client, outcome.state.parent_run_id):
+        losses = {m.step: m.value for m in client.get_metric_history(kid.info.run_id, "val/loss")}
+        best = min(losses, key=lambda e: (losses[e], -e))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(kid.info.run_id, "checkpoints/best.pt", tmp)
+            ckpt = torch.load(path, weights_only=False)
+        evaluator = Evaluator(ckpt["config"], load_data(ckpt["config"]["data"]))
+        evaluator.model.load_state_dict(ckpt["model_state"])
+        assert ckpt["epoch"] == best
+        # its weights, not the last epoch's
+        assert evaluator.evaluate("val")[0] == pytest.approx(losses[best], rel=1e-5)
+        folder = Path(outcome.state.path) / f"trial_{kid.data.tags['sweeplab.trial_id']}"
+        assert len(list(folder.glob("checkpoint_*"))) == 1  # one checkpoint written: the last epoch's
+        best_epochs.append(best)
+    assert min(best_epochs) < epochs  # a best epoch without a checkpoint of its own was tested
 
 
 def test_robust_selection_retrains_the_top_configurations_with_fresh_seeds(workdir):

@@ -121,6 +121,7 @@ def journaled_epochs(net, name: str, node_ip: str) -> int:
 def test_a_dead_worker_hosts_trial_continues_on_the_head_from_the_object_store(net, cluster, s3):
     proc = sweep(
         net, cluster, s3, "trainer.epochs=12", "trainer.batch_size=16", "tune.max_failures=2",
+        "tune.checkpoint_every=2",  # checkpoints on the object store by the time the host dies
         name="dies", storage=s3.uri("sweeps"),
     )  # fmt: skip
     assert wait_for(lambda: journaled_epochs(net, "dies", net.worker.address) >= 3, 300), proc.output()

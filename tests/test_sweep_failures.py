@@ -197,6 +197,7 @@ def test_sigkilled_driver_leaves_nothing_running_and_resumes_exactly(workdir):
         "tune.num_samples=4",
         "trainer.epochs=6",
         "trainer.early_stopping.enabled=false",
+        "tune.checkpoint_every=2",  # a checkpoint by the time of the kill
         "tune.max_concurrent_trials=2",
         "tune.name=killed",
         "tracking.experiment=killed",
@@ -205,10 +206,11 @@ def test_sigkilled_driver_leaves_nothing_running_and_resumes_exactly(workdir):
         proc = subprocess.Popen(
             [*SWEEPLAB, *args], stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
         )
-    # kill the driver while a trial is mid-way (two epochs journaled, not finished)
+    # kill the driver while a trial is mid-way (three epochs journaled: its epoch-2 checkpoint is
+    # Tune's by then; not finished)
     assert wait_for(
         lambda: any(
-            t["status"] == "running" and t["last_logged"] >= 2
+            t["status"] == "running" and t["last_logged"] >= 3
             for t in journaled(workdir / "sweeps" / "killed")
         ),
         300,

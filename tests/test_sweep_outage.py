@@ -92,6 +92,7 @@ def trained_epochs(sweep_dir: Path) -> dict[str, list[int]]:
         out[trial_dir.name.removeprefix("trial_")] = sorted(r["epoch"] for r in lines if not r.get("final"))
     return out
 
+
 LONG_EPOCHS = 400  # about 40 s of training on 2 cores, nearly all of it with the store away
 
 

@@ -333,6 +333,10 @@ class TuneConfig:
     metric: str = "val/loss"
     mode: Mode = Mode.min
     max_failures: int = 1  # a failed trial is retried this often from its last checkpoint
+    # a trial's checkpoint (its weights, optimizer state and best weights so far) is written every
+    # this many epochs, at its last epoch and where the scheduler may stop or copy it; a retried or
+    # resumed trial repeats at most checkpoint_every - 1 epochs
+    checkpoint_every: int = 5
     grace_period: int = 1  # epochs every trial runs before a scheduler may stop it
     reduction_factor: int = 3
     perturbation_interval: int = 2  # pbt: epochs between exploit/explore steps
@@ -480,6 +484,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("tune.time_budget_s", lambda v: v is None or v > 0, "positive, or null for no budget"),
     ("tune.grace_period", lambda v: v >= 1, "at least 1"),
     ("tune.reduction_factor", lambda v: v >= 2, "at least 2"),
+    ("tune.checkpoint_every", lambda v: v >= 1, "at least 1 (epochs between a trial's checkpoints)"),
     ("tune.perturbation_interval", lambda v: v >= 1, "at least 1"),
     ("tune.reevaluate.top_k", lambda v: v >= 0, "0 (no re-evaluation) or more"),
     ("tune.reevaluate.seeds", lambda v: v >= 2, "at least 2 (a mean needs repeats)"),

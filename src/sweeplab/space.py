@@ -146,6 +146,13 @@ def to_override(key: str, value: Any) -> str:
     return f"{key}={value}"
 
 
+def override_value(override: str) -> Any:
+    """The value of a ``key=value`` override as Hydra reads it (``[512,256]`` is a list)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_override(override).value()
+
+
 def validate_space(params: Sequence[Param], base_overrides: Sequence[str], search_alg: str) -> None:
     """Fail before any trial starts: every key must exist and every choice must compose.
 

@@ -156,9 +156,10 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-# ----------------------------------------------------------------- trainer
-class Trainer:
-    """One training run of the model described by a resolved config on one :class:`DataBundle`."""
+# ----------------------------------------------------------------- evaluator and trainer
+class Evaluator:
+    """A model on one :class:`DataBundle`'s tensors, measured on its splits. A chosen model's test
+    pass needs no optimizer (whose first use in a process imports torch's compiler: 1.4 s)."""
 
     def __init__(self, cfg: Mapping[str, Any], data: DataBundle, model: nn.Module | None = None):
         self.cfg = cfg
@@ -174,26 +175,48 @@ class Trainer:
         self.data = data
         self.binary = data.num_classes == 2
         self.model = (model or build_model(cfg["model"], cfg["regularizer"], data)).to(self.device)
-        self.optimizer = build_optimizer(
-            cfg["optimizer"], [p for p in self.model.parameters() if p.requires_grad]
-        )
-        self.schedule = build_lr_schedule(cfg["lr_schedule"], self.optimizer, tcfg["epochs"])
-        self.penalty = WeightPenalty(self.model, cfg["regularizer"]["l1"], cfg["regularizer"]["l2"])
         self.loss_fn = nn.BCEWithLogitsLoss() if self.binary else nn.CrossEntropyLoss()
-        self.stopper = EarlyStopping(**tcfg["early_stopping"])
-        self.shuffle = torch.Generator().manual_seed(cfg["seed"])
-        self.history: list[dict[str, float]] = []
-        self.best_state: dict[str, torch.Tensor] | None = None
         self.xs = {s: getattr(data, f"x_{s}").to(self.device) for s in ("train", "val", "test")}
         self.ys = {s: getattr(data, f"y_{s}").to(self.device) for s in ("train", "val", "test")}
 
-    # -- the two halves of an epoch
     def _loss_and_correct(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.binary:
             out = out.squeeze(1)
             return self.loss_fn(out, y.to(out.dtype)), ((out > 0).long() == y).sum()
         return self.loss_fn(out, y), (out.argmax(1) == y).sum()
 
+    @torch.no_grad()
+    def evaluate(self, split: str) -> tuple[float, float]:
+        """(mean loss, accuracy) on ``val`` or ``test`` with the model in eval mode (dropout off)."""
+        self.model.eval()
+        x, y = self.xs[split], self.ys[split]
+        loss_sum, correct = 0.0, 0
+        bs = self.cfg["trainer"]["eval_batch_size"]
+        for start in range(0, len(x), bs):
+            loss, hits = self._loss_and_correct(self.model(x[start : start + bs]), y[start : start + bs])
+            n_b = min(bs, len(x) - start)
+            loss_sum += loss.item() * n_b
+            correct += hits.item()
+        return loss_sum / len(x), correct / len(x)
+
+
+class Trainer(Evaluator):
+    """One training run of the model described by a resolved config on one :class:`DataBundle`."""
+
+    def __init__(self, cfg: Mapping[str, Any], data: DataBundle, model: nn.Module | None = None):
+        super().__init__(cfg, data, model)
+        tcfg = cfg["trainer"]
+        self.optimizer = build_optimizer(
+            cfg["optimizer"], [p for p in self.model.parameters() if p.requires_grad]
+        )
+        self.schedule = build_lr_schedule(cfg["lr_schedule"], self.optimizer, tcfg["epochs"])
+        self.penalty = WeightPenalty(self.model, cfg["regularizer"]["l1"], cfg["regularizer"]["l2"])
+        self.stopper = EarlyStopping(**tcfg["early_stopping"])
+        self.shuffle = torch.Generator().manual_seed(cfg["seed"])
+        self.history: list[dict[str, float]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    # -- the two halves of an epoch (evaluate is the other)
     def train_epoch(self) -> dict[str, float]:
         """One pass over the training split in shuffled mini-batches.
 
@@ -220,20 +243,6 @@ class Trainer:
             with torch.no_grad():
                 metrics["train/penalty"] = self.penalty().item()
         return metrics
-
-    @torch.no_grad()
-    def evaluate(self, split: str) -> tuple[float, float]:
-        """(mean loss, accuracy) on ``val`` or ``test`` with the model in eval mode (dropout off)."""
-        self.model.eval()
-        x, y = self.xs[split], self.ys[split]
-        loss_sum, correct = 0.0, 0
-        bs = self.cfg["trainer"]["eval_batch_size"]
-        for start in range(0, len(x), bs):
-            loss, hits = self._loss_and_correct(self.model(x[start : start + bs]), y[start : start + bs])
-            n_b = min(bs, len(x) - start)
-            loss_sum += loss.item() * n_b
-            correct += hits.item()
-        return loss_sum / len(x), correct / len(x)
 
     # -- the run
     def fit(

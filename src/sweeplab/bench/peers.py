@@ -389,6 +389,7 @@ def sweeplab_command(seed: int, name: str, task: dict[str, Any], run_dir: Path) 
         f"tune.time_budget_s={task['budget_s']}",
         f"tune.num_samples={task['max_trials']}",
         f"trainer.epochs={task['epochs']}",
+        *task.get("sweeplab_overrides", []),  # a lever under test (e.g. tune=optuna), last: it wins
     ]
 
 
@@ -481,10 +482,12 @@ def run(
     max_epochs: int | None = None,
     pruner: str = "hyperband",
     out_dir: Path | None = None,
+    sweeplab_overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Every tool on every seed, one at a time; returns (and writes to results.json) the raw results."""
     run_dir = out_dir or new_run_dir()
     task = write_task(run_dir, budget_s, max_trials, max_epochs)
+    task["sweeplab_overrides"] = list(sweeplab_overrides)
     python = ensure_env() if set(tools) - {"sweeplab"} else None
     console.print(
         f"peers: {', '.join(tools)} · seeds {', '.join(map(str, seeds))} · budget {budget_s:g} s · "
@@ -496,6 +499,7 @@ def run(
         "max_trials": task["max_trials"],
         "max_epochs": task["epochs"],
         "seeds": list(seeds),
+        "sweeplab_overrides": list(sweeplab_overrides),
         "thresholds": list(THRESHOLDS),
         "run_dir": str(run_dir),
         "runs": [],
@@ -623,6 +627,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--pruner", choices=("hyperband", "median"), default="hyperband", help="Optuna's pruner"
     )
+    parser.add_argument(
+        "--sweeplab-overrides",
+        default="",
+        help="overrides added to sweeplab's sweep, to measure a lever (e.g. 'tune=optuna')",
+    )
     args = parser.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -635,7 +644,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--budget-s must be positive and --seeds must name at least one seed")
     run_dir = new_run_dir()
     try:
-        results = run(args.budget_s, seeds, tools, args.max_trials, args.max_epochs, args.pruner, run_dir)
+        results = run(
+            args.budget_s, seeds, tools, args.max_trials, args.max_epochs, args.pruner, run_dir,
+            args.sweeplab_overrides.split(),
+        )  # fmt: skip
     except PeerBenchError as err:
         console.print(f"[red]error:[/red] {err}")
         return 1

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import torch
 
@@ -47,6 +49,25 @@ class DataBundle:
             f"{len(self.x_train)} train / {len(self.x_val)} val / {len(self.x_test)} test, "
             f"input {self.input_shape} ({self.kind}), {self.num_classes} classes"
         )
+
+
+TENSORS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+
+
+def to_arrays(b: DataBundle) -> dict[str, Any]:
+    """The bundle with numpy arrays for tensors: Ray's object store hands numpy arrays to every
+    process on a node without copying them (torch tensors it would copy into each)."""
+    values = {f.name: getattr(b, f.name) for f in fields(b)}
+    return {k: v.numpy() if k in TENSORS else v for k, v in values.items()}
+
+
+def from_arrays(arrays: dict[str, Any]) -> DataBundle:
+    """A bundle over :func:`to_arrays`' arrays, sharing their memory (read-only in the object
+    store: training only reads its data)."""
+    with warnings.catch_warnings():  # torch warns that the arrays are not writable; nothing writes them
+        warnings.simplefilter("ignore", UserWarning)
+        tensors = {k: torch.from_numpy(arrays[k]) for k in TENSORS}
+    return DataBundle(**{**arrays, **tensors})
 
 
 # Unused output units a label set may leave before it is taken for a mistake (1,000,000 among 3 classes).

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import sys
+import threading
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +139,54 @@ def init_ray(cluster: Mapping[str, Any], log_file: Path) -> None:
 _reaper = None  # the watcher that cleans up after a local Ray if this process is killed
 
 
+class RayThread:
+    """A local Ray started, and later stopped, on a thread that lives as long as it does.
+
+    Ray's processes take about 3 s to start, mostly waiting for them: the driver does its other
+    checks meanwhile. The thread must outlive Ray: Ray's GCS and raylet are killed when the
+    thread that started them exits (PR_SET_PDEATHSIG names a thread, not a process)."""
+
+    def __init__(self, cluster: Mapping[str, Any], log_file: Path):
+        self._started: Future = Future()
+        self._stop = threading.Event()
+        if threading.current_thread() is threading.main_thread():
+            # what ray.init installs when called on the main thread: SIGTERM ends the driver
+            # through its ``finally`` blocks, which stop Ray
+            signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(signum))
+        self._thread = threading.Thread(target=self._own, args=(cluster, log_file), name="ray", daemon=True)
+        self._thread.start()
+
+    def _own(self, cluster: Mapping[str, Any], log_file: Path) -> None:
+        try:
+            init_ray(cluster, log_file)
+        except BaseException as exc:  # noqa: BLE001 - handed to the thread that waits for it
+            _stop_ray()
+            self._started.set_exception(exc)
+            return
+        self._started.set_result(None)
+        self._stop.wait()
+        _stop_ray()
+
+    def wait(self) -> None:
+        """Until Ray runs; raises what :func:`init_ray` raised."""
+        self._started.result()
+
+    def stop(self, wait: bool = True) -> None:
+        self._stop.set()
+        if wait:
+            self._thread.join()
+
+
+_ray_thread: RayThread | None = None
+
+
+def start_ray(cluster: Mapping[str, Any], log_file: Path) -> RayThread:
+    """:func:`init_ray` on a :class:`RayThread`; :func:`shutdown` stops it."""
+    global _ray_thread
+    _ray_thread = RayThread(cluster, log_file)
+    return _ray_thread
+
+
 def _reachable(address: str) -> None:
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
@@ -146,6 +198,24 @@ def _reachable(address: str) -> None:
 
 
 def shutdown() -> None:
+    """Stop Ray (a local instance's processes and their reaper), on whichever thread started it."""
+    global _ray_thread
+    if _ray_thread is not None:
+        _ray_thread.stop()
+        _ray_thread = None
+    else:
+        _stop_ray()
+
+
+def shutdown_soon() -> threading.Thread:
+    """:func:`shutdown` on a thread (about 1.3 s, mostly waiting for Ray's processes to exit) while
+    the driver summarizes; join it before Ray may start again."""
+    thread = threading.Thread(target=shutdown, name="ray-shutdown")
+    thread.start()
+    return thread
+
+
+def _stop_ray() -> None:
     import ray
 
     global _reaper

@@ -102,7 +102,6 @@ def start(cfg: dict[str, Any], base_overrides: Sequence[str], show: Show | None 
     params = parse_space(cfg["search"]["space"])
     validate_space(params, base_overrides, tune_cfg["search_alg"])
     tuning.scheduler(tune_cfg, cfg["trainer"]["epochs"], params)  # a bad scheduler/space pairing fails now
-    check_trials_can_train(base_overrides, params)
     storage = Storage.from_config(tune_cfg)
     name = tune_cfg["name"] or f"{cfg['tracking']['experiment']}-{datetime.now():%Y%m%d-%H%M%S}"
     if sweep_state.exists(storage, name):
@@ -111,7 +110,6 @@ def start(cfg: dict[str, Any], base_overrides: Sequence[str], show: Show | None 
             f"`sweeplab sweep resume {name}` or choose another tune.name"
         )
     tracking = {**cfg["tracking"], "uri": without_password(resolve_uri(cfg["tracking"]["uri"]))}
-    tracker = Tracker(cfg["tracking"])  # an unreachable store is one line, within seconds
     state = SweepState(
         name=name,
         storage=storage.uri,
@@ -124,14 +122,18 @@ def start(cfg: dict[str, Any], base_overrides: Sequence[str], show: Show | None 
         smoothing=max(3, cfg["trainer"]["early_stopping"]["smoothing"]),
         config_hash=config_hash(cfg),
     )
-    fresh_dir = not state.local_dir.exists()
+    # the first folder this sweep creates on the way to its own (e.g. ./sweeps): a refusal removes it
+    created = next((d for d in reversed([state.local_dir, *state.local_dir.parents]) if not d.exists()), None)
+    ray_started = cluster.start_ray(cfg["cluster"], state.local_dir / LOG_FILE)  # while the checks go on
     try:
-        cluster.init_ray(cfg["cluster"], state.local_dir / LOG_FILE)
+        check_trials_can_train(base_overrides, params)
+        tracker = Tracker(cfg["tracking"])  # an unreachable store is one line, within seconds
+        ray_started.wait()
         tags = cluster.check_cluster(tune_cfg, storage)  # e.g. node-local storage on several nodes
-    except ConfigError:
-        cluster.shutdown()
-        if fresh_dir:  # refused: leave nothing behind, not even Ray's log
-            shutil.rmtree(state.local_dir, ignore_errors=True)
+    except BaseException:
+        cluster.shutdown()  # Ray may still be starting: it is stopped once it has
+        if created is not None:  # refused: leave nothing behind, not even Ray's log
+            shutil.rmtree(created, ignore_errors=True)
         raise
     state.parent_run_id = tracker.start_sweep_run(
         state.experiment, name, cfg, params, state.path, environment()
@@ -259,11 +261,16 @@ def _run(
             points = reevaluation_points(session, cfg)
             session.expected += len(points)
             _fit(session, lambda cbs, stop: tuning.build(cfg, state, params, cbs, stop, restore, points), 0)
-    finally:
+    except BaseException:
         cluster.shutdown()
-    if not outbox.drain(DRAIN_S):
-        raise SweepError(_behind(state, outbox.pending(), "the tracking store cannot be reached"))
-    return SweepOutcome(state, _summarize(cfg, state, tracker, outbox))
+        raise
+    stopping = cluster.shutdown_soon()  # Ray is no longer needed: it stops while the summary is written
+    try:
+        if not outbox.drain(DRAIN_S):
+            raise SweepError(_behind(state, outbox.pending(), "the tracking store cannot be reached"))
+        return SweepOutcome(state, _summarize(cfg, state, tracker, outbox))
+    finally:
+        stopping.join()
 
 
 SEARCH, REEVALUATE = "search", "reevaluate"  # a sweep's stages (SweepState.stage)

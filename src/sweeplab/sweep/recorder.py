@@ -30,7 +30,7 @@ from sweeplab.metrics import EPOCH, EPOCH_TIME, best_epoch, epoch_metrics, overf
 from sweeplab.status import TrialStatus
 from sweeplab.sweep.storage import checkpoint_uri
 from sweeplab.tracking import delivery
-from sweeplab.trial import EXPLOITED_FROM, FINAL, REEVALUATE, RESTORED_HISTORY, trial_number
+from sweeplab.trial import CHECKPOINT_BEST, EXPLOITED_FROM, FINAL, REEVALUATE, RESTORED_HISTORY, trial_number
 
 PARENT = "parent"  # the parent run's key in the outbox
 
@@ -227,15 +227,19 @@ class SweepRecorder(Callback):
         rec = self.record(trial)
         result = trial.last_result
         rec.latest_uri = checkpoint_uri(checkpoint)
-        value = result.get(self.metric)
+        # the checkpoint holds the trial's best weights so far: those of this epoch or an earlier one
+        held = int(result.get(CHECKPOINT_BEST, result.get(EPOCH, 0))) + rec.epoch_offset
+        epoch = next((h for h in reversed(rec.history) if h[EPOCH] == held), None)
+        value = epoch.get(self.metric) if epoch else None
         if result.get(FINAL) or value is None or not math.isfinite(value):
             self.outbox.write(state={rec.key: rec.to_json()})
             return
+        # after a PBT exploit the trial's own best starts again: an earlier checkpoint may hold a better one
         at_least_as_good = rec.best is None or (
             value <= rec.best[self.metric] if self.mode == "min" else value >= rec.best[self.metric]
         )
         if at_least_as_good:  # a tie goes to the later epoch
-            rec.best = {**epoch_metrics(result), EPOCH: int(result[EPOCH]) + rec.epoch_offset}
+            rec.best = dict(epoch)
             rec.best_uri = rec.latest_uri
         self.outbox.write(state={rec.key: rec.to_json()})
 

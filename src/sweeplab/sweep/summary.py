@@ -183,15 +183,15 @@ def model_name(cfg: Mapping[str, Any]) -> str:
 
 
 def _tested(tracker: Tracker, run_id: str):
-    """A trial's best weights meet the test set: (checkpoint, trainer holding them, loss, accuracy)."""
-    from sweeplab.training import Trainer
+    """A trial's best weights meet the test set: (checkpoint, evaluator holding them, loss, accuracy)."""
+    from sweeplab.training import Evaluator
     from sweeplab.trial import cached_data
 
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = checkpoints.load(tracker.client.download_artifacts(run_id, "checkpoints/best.pt", tmp))
-    trainer = Trainer(ckpt["config"], cached_data(ckpt["config"]["data"]))
-    trainer.model.load_state_dict(ckpt["model_state"])
-    return (ckpt, trainer, *trainer.evaluate("test"))
+    evaluator = Evaluator(ckpt["config"], cached_data(ckpt["config"]["data"]))
+    evaluator.model.load_state_dict(ckpt["model_state"])
+    return (ckpt, evaluator, *evaluator.evaluate("test"))
 
 
 def _robust(tracker: Tracker, repeats: list[dict], single: dict, metric: str, mode: str) -> dict[str, Any]:
@@ -255,7 +255,7 @@ def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float, fin
     """The chosen model meets the test set once; it is logged on the parent and registered."""
     from sweeplab.models import WithProbabilities
 
-    ckpt, trainer, test_loss, test_acc = _tested(tracker, best["run_id"])
+    ckpt, evaluator, test_loss, test_acc = _tested(tracker, best["run_id"])
     trial_cfg = ckpt["config"]
     flat = flatten(trial_cfg)
     best_config = {k: flat.get(k, flat.get(f"{k}.name", v)) for k, v in best["sampled"].items()}
@@ -263,9 +263,8 @@ def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float, fin
     parent = state.parent_run_id
     tracker.log_config(parent, trial_cfg, "best_config.yaml")
     tracker.log_checkpoint(parent, ckpt)
-    info = tracker.log_model(
-        parent, WithProbabilities(trainer.model, trainer.data.num_classes), trainer.data.x_val[:8], step=0
-    )
+    model = WithProbabilities(evaluator.model, evaluator.data.num_classes)
+    info = tracker.log_model(parent, model, evaluator.data.x_val[:8], step=0)
     if cfg["tune"]["register_model"]:
         name = model_name(cfg)
         version, moved = tracker.register_best(
@@ -275,7 +274,7 @@ def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float, fin
             cfg["tune"]["metric"],
             cfg["tune"]["mode"],
             value,
-            trainer.data.fingerprint,
+            evaluator.data.fingerprint,
             {k: f"{v:.6g}" for k, v in final.items() if k.startswith("robust/")},
         )
         out.update(registered=name, version=version, alias_moved=moved)
