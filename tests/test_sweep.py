@@ -563,3 +563,20 @@ def test_robust_selection_retrains_the_top_configurations_with_fresh_seeds(workd
         parent.data.metrics["robust/test/acc/mean"], rel=1e-5
     )
     assert client.get_run(parent.data.tags["best.run_id"]).data.tags["sweeplab.reevaluates"] == winner
+
+
+def test_a_trial_takes_the_drivers_data_set_instead_of_loading_it(monkeypatch):
+    """What the driver hands its trials through Ray's object store: the arrays it loaded, which a
+    trial process uses as they are (no loading, no copy)."""
+    import numpy as np
+
+    from sweeplab import trial
+
+    data_cfg = to_container(compose(["data=digits"]))["data"]
+    shared = trial.shared_data(data_cfg)
+    trial._DATA_CACHE.clear()  # this process is now a trial's, which has loaded nothing
+    monkeypatch.setattr(trial, "load_data", lambda cfg: pytest.fail("the trial loaded the data itself"))
+    bundle = trial.cached_data(data_cfg, shared)
+    (arrays,) = shared.values()
+    assert np.shares_memory(bundle.x_train.numpy(), arrays["x_train"])
+    assert bundle.fingerprint == load_data(data_cfg).fingerprint
