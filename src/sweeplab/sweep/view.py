@@ -72,8 +72,7 @@ class LiveView:
 
     @property
     def other(self) -> str:
-        """The second metric shown, at the trial's best epoch."""
-        return VAL_ACC if self.metric != VAL_ACC else VAL_LOSS
+        return second_metric(self.metric)
 
     def _best_epoch(self, rec) -> dict[str, float]:
         return dict(best_epoch(rec.history, self.metric, self.mode) or {})
@@ -125,8 +124,18 @@ class LiveView:
         return Group(table, Text(footer))
 
 
+def second_metric(metric: str) -> str:
+    """The metric shown beside the sweep's own, at a trial's best epoch."""
+    return VAL_ACC if metric != VAL_ACC else VAL_LOSS
+
+
 def _pm(mean_std) -> str:
     return f"{mean_std[0]:.4f} ± {mean_std[1]:.4f}"
+
+
+def _robust_keys(summary: dict[str, Any]) -> list[str]:
+    """The re-evaluation's figures: the sweep's metric, val/acc (once) and test/acc."""
+    return list(dict.fromkeys([summary["metric"], VAL_ACC, "test/acc"]))
 
 
 def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> None:
@@ -134,21 +143,21 @@ def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> No
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["counts"].items()))
     table.add_row("trials", f"{summary['trials']} ({counts})")
     if "best" in summary:
-        best, be = summary["best"], summary["best_epoch"]
+        best, be, other = summary["best"], summary["best_epoch"], second_metric(summary["metric"])
         table.add_row(
             "best trial",
             f"{best['name']} — {summary['metric']} {be[summary['metric']]:.4f}, "
-            f"val/acc {be.get('val/acc', float('nan')):.4f} at epoch {int(be['epoch'])}",
+            f"{other} {be.get(other, float('nan')):.4f} at epoch {int(be['epoch'])}",
         )
         config = summary.get("best_config", best["sampled"])  # the values its weights were trained with
         table.add_row("best config", " ".join(f"{k}={v}" for k, v in config.items()))
         table.add_row("test", f"test/acc {summary['test/acc']:.4f}  test/loss {summary['test/loss']:.4f}")
         if robust := summary.get("robust"):
             w = robust["rows"][0]
+            figures = ", ".join(f"{k} {_pm(w[k])}" for k in _robust_keys(summary))
             table.add_row(
                 "robust winner",
-                f"{summary['metric']} {_pm(w[summary['metric']])}, val/acc {_pm(w['val/acc'])}, "
-                f"test/acc {_pm(w['test/acc'])} over {w['runs']} fresh seeds; "
+                f"{figures} over {w['runs']} fresh seeds; "
                 + ("a different configuration than the best single run" if robust["differs"] else
                    "the same configuration as the best single run"),
             )  # fmt: skip
@@ -170,11 +179,12 @@ def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> No
     console.print(table)
     if robust := summary.get("robust"):
         rerun = Table(title="re-evaluated with fresh seeds (best mean wins)", title_justify="left")
-        for col in ("trial", summary["metric"], "val/acc", "test/acc", "config"):
+        keys = _robust_keys(summary)
+        for col in ("trial", *keys, "config"):
             rerun.add_column(col)
         for r in robust["rows"]:
             values = " ".join(f"{k}={v}" for k, v in r["sampled"].items())
-            rerun.add_row(r["of"], _pm(r[summary["metric"]]), _pm(r["val/acc"]), _pm(r["test/acc"]), values)
+            rerun.add_row(r["of"], *(_pm(r[k]) for k in keys), values)
         console.print(rerun)
     diag = Table(
         title="overfitting diagnosis (best epoch by smoothed val/loss; final train-val accuracy gap)",
