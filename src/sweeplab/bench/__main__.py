@@ -1,11 +1,7 @@
 """``make bench``: sweeplab's costs measured side by side in one run, printed as ratios.
 
-loop: the course network (784 -> 128 relu -> 10, RMSprop, batch 128) on the real
-Fashion-MNIST, one epoch at a time, alternating sweeplab's :class:`Trainer` with a
-bare PyTorch loop that does the same work by hand (shuffled mini-batches, then a
-validation pass). Same data tensors, batch size, threads and epochs; the ratio of
-median epoch times is sweeplab's cost. Alternating epochs spreads any drift in
-the machine's speed evenly over both.
+loop, loop-in-sweep: sweeplab's epoch against a bare PyTorch loop, alone and as trials
+of a sweep (sweeplab.bench.loops).
 
 tracking: milliseconds per reported epoch written to the embedded SQLite store.
 
@@ -34,20 +30,17 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 
 import torch
 from rich.console import Console
 from rich.table import Table
-from torch import nn
 
 from sweeplab.bench import EPOCH_METRICS
-from sweeplab.config import compose, to_container
-from sweeplab.data import DataBundle, load_data
-from sweeplab.models import MLP, glorot_init
-from sweeplab.training import Trainer
+from sweeplab.bench.loops import bench_loop, bench_loop_in_sweep
+from sweeplab.bench.sweeps import run_sweep_timed
 
 LOOP_BUDGET = 1.15  # sweeplab's epoch may cost at most this many bare-loop epochs
+SWEEP_LOOP_BUDGET = 1.1  # and a trial's epoch in a sweep, reports and checkpoints included
 TRACKING_BUDGET_MS = 10.0  # per reported epoch
 EFFICIENCY_FLOOR = 0.9  # 0.868 while MLflow was written inside Tune's callbacks
 ASHA_EPOCHS_CEILING = 0.35  # of FIFO's trial-epochs
@@ -57,6 +50,7 @@ DRIVER_MEDIAN_MS = 2.0  # per reported result
 THROUGHPUT_FLOOR = 500.0  # results/s into a tracking server on PostgreSQL
 BENCHES = (
     "loop",
+    "loop-in-sweep",
     "tracking",
     "driver",
     "throughput",
@@ -83,64 +77,6 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
-def bare_epoch_fn(data: DataBundle, batch_size: int, seed: int) -> Callable[[], float]:
-    """What a user writes by hand: the same network, optimizer, batches and validation pass."""
-    torch.manual_seed(seed)
-    model = MLP(data.input_shape, data.num_classes, [128])
-    glorot_init(model)
-    opt = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
-    loss_fn = nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(seed)
-    x, y, xv, yv = data.x_train, data.y_train, data.x_val, data.y_val
-
-    def epoch() -> float:
-        t0 = time.perf_counter()
-        model.train()
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), batch_size):
-            idx = perm[i : i + batch_size]
-            loss = loss_fn(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            out = model(xv)
-            _ = loss_fn(out, yv).item(), (out.argmax(1) == yv).float().mean().item()
-        return time.perf_counter() - t0
-
-    return epoch
-
-
-def bench_loop(epochs: int, threads: int) -> tuple[float, float]:
-    torch.set_num_threads(threads)
-    cfg = to_container(
-        compose(
-            [
-                "experiment=course_fashion_mnist",
-                "tracking.enabled=false",
-                f"trainer.num_threads={threads}",
-                f"trainer.epochs={epochs}",
-                "trainer.early_stopping.enabled=false",
-            ]
-        )
-    )
-    data = load_data(cfg["data"])
-    trainer = Trainer(cfg, data)
-    bare = bare_epoch_fn(data, cfg["trainer"]["batch_size"], cfg["seed"])
-    bare()  # warm-up both: first-call allocations are not what we measure
-    trainer.train_epoch()
-    trainer.evaluate("val")
-    ours, theirs = [], []
-    for _ in range(epochs):
-        t0 = time.perf_counter()
-        trainer.train_epoch()
-        trainer.evaluate("val")
-        ours.append(time.perf_counter() - t0)
-        theirs.append(bare())
-    return statistics.median(ours), statistics.median(theirs)
-
-
 def bench_tracking(epochs: int = 300) -> float:
     """Milliseconds to write one epoch's metrics (one request) to a fresh embedded store."""
     from sweeplab.tracking import Tracker
@@ -154,23 +90,6 @@ def bench_tracking(epochs: int = 300) -> float:
         for epoch in range(1, epochs + 1):
             tracker.log_metrics(run_id, metrics, step=epoch)
         return (time.perf_counter() - t0) / epochs * 1000
-
-
-def run_sweep_timed(overrides: list[str]) -> tuple[dict, float]:
-    """A whole sweep, as `sweeplab sweep` runs it (Ray start-up and the summary included), in a temp store."""
-    from sweeplab import sweep
-
-    with tempfile.TemporaryDirectory() as tmp:
-        overrides = [
-            *overrides,
-            f"tracking.uri=sqlite:///{tmp}/bench.db",
-            f"tracking.artifact_root={tmp}/art",
-            f"tune.storage_path={tmp}/sweeps",
-        ]
-        cfg = to_container(compose(overrides))
-        t0 = time.perf_counter()
-        outcome = sweep.start(cfg, overrides)
-        return outcome.summary, time.perf_counter() - t0
 
 
 def bench_efficiency() -> tuple[float, dict, float]:
@@ -273,6 +192,15 @@ def main(argv: list[str] | None = None) -> int:
             ours / bare,
             f"<= {LOOP_BUDGET}",
             ours / bare <= LOOP_BUDGET,
+        )
+    if "loop-in-sweep" in chosen:
+        ours, bare = bench_loop_in_sweep(args.epochs + 3)
+        row(
+            "loop in a sweep: a trial's epoch (2 side by side, 1 thread each) / a bare loop's (same)",
+            f"{ours:.3f}s vs {bare:.3f}s",
+            ours / bare,
+            f"<= {SWEEP_LOOP_BUDGET}",
+            ours / bare <= SWEEP_LOOP_BUDGET,
         )
     if "tracking" in chosen:
         ms = bench_tracking()
