@@ -240,3 +240,16 @@ def test_an_exploited_trial_keeps_its_own_epoch_numbering():
         tags.update(r.payload.get("tags", {}) if r.kind == "log" else {})
     assert tags["sweeplab.exploited_from"] == "a_00002"
     assert tags["sweeplab.exploits"] == "3:a_00000,5:a_00002"
+
+
+def test_the_best_config_names_the_group_option_chosen_and_the_values_trained_with():
+    from sweeplab.sweep.summary import trained_values
+
+    # optimizer=momentum composes an optimizer whose name is sgd; PBT moved the rate to 0.012
+    trial_cfg = to_container(compose(["optimizer=momentum", "optimizer.lr=0.012"]))
+    sampled = {"optimizer": "momentum", "optimizer.lr": 0.01, "trainer.batch_size": 64}
+    assert trained_values(sampled, trial_cfg) == {
+        "optimizer": "momentum",
+        "optimizer.lr": 0.012,
+        "trainer.batch_size": trial_cfg["trainer"]["batch_size"],
+    }

@@ -251,15 +251,25 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return mean, std
 
 
+def trained_values(sampled: dict[str, Any], trial_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The sampled values as the weights were trained with them last: a value PBT perturbed is
+    read from the trial's config; a group option (``optimizer=momentum``) is the option chosen,
+    which its config names otherwise (``optimizer.name: sgd``)."""
+    flat = flatten(trial_cfg)
+    return {k: flat.get(k, v) if "." in k else v for k, v in sampled.items()}
+
+
 def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float, final: dict) -> dict[str, Any]:
     """The chosen model meets the test set once; it is logged on the parent and registered."""
     from sweeplab.models import WithProbabilities
 
     ckpt, evaluator, test_loss, test_acc = _tested(tracker, best["run_id"])
     trial_cfg = ckpt["config"]
-    flat = flatten(trial_cfg)
-    best_config = {k: flat.get(k, flat.get(f"{k}.name", v)) for k, v in best["sampled"].items()}
-    out: dict[str, Any] = {"test/loss": test_loss, "test/acc": test_acc, "best_config": best_config}
+    out: dict[str, Any] = {
+        "test/loss": test_loss,
+        "test/acc": test_acc,
+        "best_config": trained_values(best["sampled"], trial_cfg),
+    }
     parent = state.parent_run_id
     tracker.log_config(parent, trial_cfg, "best_config.yaml")
     tracker.log_checkpoint(parent, ckpt)
