@@ -113,6 +113,64 @@ def test_median_of_a_threshold_most_seeds_missed_is_never():
     assert m["reach"]["0.90"] is None
 
 
+def results_of(runs):
+    tools = dict.fromkeys(r["tool"] for r in runs)
+    runs = [{"error": None, **r} for r in runs]
+    return {
+        "seeds": sorted({r["seed"] for r in runs}),
+        "runs": runs,
+        "medians": {t: medians([r for r in runs if r["tool"] == t]) for t in tools},
+    }
+
+
+def reach(t):
+    return {"t": t, "trial_epochs": int(t)}
+
+
+def test_the_goal_is_met_only_when_sweeplab_is_as_fast_as_accurate_and_first_to_090():
+    ours = [run("sweeplab", s, 300.0, 0.903, reach(50.0), reach(150.0 + s)) for s in range(3)]
+    optuna = [run("optuna", s, 450.0, 0.901, reach(80.0), None if s else reach(200.0)) for s in range(3)]
+    verdict = peers.goal(results_of([*ours, *optuna]))
+    assert [ok for _, ok in verdict] == [True, True, True]
+
+    # a peer whose chosen model is more accurate
+    better = [{**r, "test_acc": 0.905} for r in optuna]
+    assert [ok for _, ok in peers.goal(results_of([*ours, *better]))] == [True, False, True]
+    # a peer that reaches 0.90 first on most seeds
+    quicker = [{**r, "reach": {"0.89": reach(80.0), "0.90": reach(100.0)}} for r in optuna]
+    assert [ok for _, ok in peers.goal(results_of([*ours, *quicker]))] == [True, True, False]
+    # sweeplab taking longer than a peer
+    slow = [{**r, "wall_s": 500.0} for r in ours]
+    assert [ok for _, ok in peers.goal(results_of([*slow, *optuna]))] == [False, True, True]
+    # sweeplab never reaching 0.90 on most seeds is not sooner than a peer that never does either
+    never = [{**r, "reach": {"0.89": reach(50.0), "0.90": None if r["seed"] else reach(10.0)}} for r in ours]
+    assert peers.goal(results_of([*never, *optuna]))[2][1] is False
+
+
+def test_a_failed_sweeplab_run_fails_the_goal_however_good_the_others():
+    ours = [run("sweeplab", s, 300.0, 0.95, reach(50.0), reach(100.0)) for s in range(3)]
+    ours[1] = {**ours[1], "error": "the sweep exited 1", "test_acc": None}
+    optuna = [run("optuna", s, 450.0, 0.85, None, None) for s in range(3)]
+    verdict = peers.goal(results_of([*ours, *optuna]))
+    assert [ok for _, ok in verdict][:2] == [False, False]
+
+
+def test_an_earlier_runs_results_are_reported_again(tmp_path, capsys):
+    ours = [run("sweeplab", s, 300.0, 0.903, reach(50.0), reach(150.0)) for s in range(2)]
+    optuna = [run("optuna", s, 450.0, 0.901, reach(80.0), None) for s in range(2)]
+    results = {
+        **results_of([*ours, *optuna]),
+        "machine": "test machine", "budget_s": 450, "max_trials": 64, "max_epochs": 20,
+        "thresholds": [0.89, 0.90], "run_dir": str(tmp_path),
+    }  # fmt: skip
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert peers.main(["--report", str(tmp_path / "results.json")]) == 0
+    out = capsys.readouterr().out
+    assert "0.9030" in out and "goal (medians over 2 seeds): met" in out
+    assert peers.main(["--report", str(tmp_path / "missing.json")]) == 1
+    assert "cannot read" in capsys.readouterr().out
+
+
 # -------------------------------------------------------- sweeplab's epochs
 def test_sweeplab_epochs_come_from_mlflow_timestamps(tmp_path):
     from sweeplab.tracking import Tracker

@@ -15,6 +15,9 @@ seconds x concurrent slots (Ray's start-up, scheduling and tracking are the rest
 asha: the same 32 configurations of the Fashion-MNIST MLP space (20 epochs max)
 under FIFO and under ASHA: trial-epochs run and best validation accuracy.
 
+batched: K trials of one MLP architecture trained as one vmap-ed model against the same K
+trained one after another, one thread (sweeplab.bench.batched): seconds per model-epoch.
+
 quality: the 64-trial ASHA sweep of experiment=fashion_mnist_sweep on the full data:
 wall time and the best model's test accuracy.
 
@@ -58,6 +61,7 @@ BENCHES = (
     "detector",
     "efficiency",
     "asha",
+    "batched",
     "quality",
     "robust",
     "peers",
@@ -295,6 +299,22 @@ def main(argv: list[str] | None = None) -> int:
             f">= -{ASHA_ACC_TOLERANCE}",
             a - f >= -ASHA_ACC_TOLERANCE,
         )
+    if "batched" in chosen:
+        from sweeplab.bench.batched import bench_batched
+        from sweeplab.config import compose, to_container
+        from sweeplab.data import load_data
+
+        data = load_data(to_container(compose(["experiment=course_fashion_mnist"]))["data"])
+        for r in bench_batched(data):
+            table.add_row(
+                f"batched: {r['k']} trials of {r['hidden']} at batch {r['batch_size']} as one vmap-ed "
+                "model / one after another (s per model-epoch, 1 thread)",
+                f"{r['batched_s']:.3f}s vs {r['sequential_s']:.3f}s",
+                f"{r['batched_s'] / r['sequential_s']:.3f}",
+                "measured (< 1: batching pays)",
+                "",
+            )
+            console.print(f"batched {r}")
     if "quality" in chosen:
         summary, wall = bench_quality()
         minutes = wall / 60

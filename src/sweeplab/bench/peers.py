@@ -162,6 +162,48 @@ def medians(runs: Sequence[dict[str, Any]], thresholds: Sequence[float] = THRESH
     return out
 
 
+def goal(results: dict[str, Any], threshold: str = "0.90") -> list[tuple[str, bool]]:
+    """Issue 7's goal, judged on the medians over the seeds: sweeplab's default sweep takes no more
+    wall time than any peer, its chosen model's test accuracy is at least the best peer's, and its
+    best-so-far validation accuracy reaches ``threshold`` sooner than every peer's. A run that
+    failed or chose no model fails the goal for its tool's side."""
+    meds = results["medians"]
+    ours, peers = meds.get("sweeplab"), {t: m for t, m in meds.items() if t != "sweeplab"}
+    if ours is None or not peers:
+        return []
+    failed = any(r["error"] or r["test_acc"] is None for r in results["runs"] if r["tool"] == "sweeplab")
+
+    def reach(m: dict[str, Any]) -> float:
+        return m["reach"][threshold]["t"] if m["reach"].get(threshold) else math.inf
+
+    def worst(value: float | None, default: float) -> float:
+        return default if value is None else value
+
+    best_test = max(worst(m["test_acc"], -math.inf) for m in peers.values())
+    least_wall = min(worst(m["wall_s"], math.inf) for m in peers.values())
+    first_reach = min(reach(m) for m in peers.values())
+
+    def text(v: float, fmt: str) -> str:
+        return "never" if math.isinf(v) else format(v, fmt)
+
+    return [
+        (
+            f"wall time at most every peer's: {_num(ours['wall_s'], '.0f')} s vs {text(least_wall, '.0f')} s",
+            not failed and worst(ours["wall_s"], math.inf) <= least_wall,
+        ),
+        (
+            f"chosen model's test acc at least the best peer's: {_num(ours['test_acc'], '.4f')} vs "
+            f"{text(best_test, '.4f')}",
+            not failed and worst(ours["test_acc"], -math.inf) >= best_test,
+        ),
+        (
+            f"val acc {threshold} reached sooner than every peer: {text(reach(ours), '.0f')} s vs "
+            f"{text(first_reach, '.0f')} s",
+            reach(ours) < first_reach,
+        ),
+    ]
+
+
 # -------------------------------------------------------------- environment
 def ensure_env(venv: Path = VENV, requirements: Path = PEERS_DIR / "requirements.txt") -> Path:
     """The peers' own virtual environment: torch first (pinned), then the pinned requirements.
@@ -602,6 +644,20 @@ def table(results: dict[str, Any]) -> Table:
     return t
 
 
+def report(results: dict[str, Any]) -> None:
+    console.print(table(results))
+    verdict = goal(results)
+    if verdict:
+        met = all(ok for _, ok in verdict)
+        console.print(
+            f"goal (medians over {len(results['seeds'])} seeds): "
+            + ("[green]met[/green]" if met else "[red]not met[/red]")
+        )
+        for line, ok in verdict:
+            console.print(f"  {'yes' if ok else 'NO '}  {line}")
+    console.print(f"raw results: {Path(results['run_dir']) / 'results.json'}")
+
+
 def _machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -632,7 +688,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="",
         help="overrides added to sweeplab's sweep, to measure a lever (e.g. 'tune=optuna')",
     )
+    parser.add_argument(
+        "--report",
+        metavar="RESULTS_JSON",
+        help="print the table and the goal's verdict of an earlier run's results.json, and run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.report:
+        try:
+            report(json.loads(Path(args.report).read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            console.print(
+                f"[red]error:[/red] cannot read {args.report} as a peers benchmark's results.json ({err})"
+            )
+            return 1
+        return 0
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
@@ -654,8 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print(f"interrupted: the running tool was stopped; what was measured is in {run_dir}")
         return 130
-    console.print(table(results))
-    console.print(f"raw results: {Path(results['run_dir']) / 'results.json'}")
+    report(results)
     return 1 if any(r["error"] for r in results["runs"]) else 0
 
 
