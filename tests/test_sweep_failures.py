@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from sweeplab.sweep import recorder as rec_module
@@ -247,20 +249,27 @@ def test_sigkilled_driver_leaves_nothing_running_and_resumes_exactly(workdir):
     assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["trials/total"] == 4
 
 
-def test_a_sweep_out_of_time_ends_with_its_summary(workdir):
-    """The time budget stops the trials still running: stopped_by_budget (FINISHED), not interrupted."""
+# Two slow-learning trials of many epochs: their val/loss still falls when the time budget stops
+# them, so the best epoch they logged is their last, almost never one that wrote a checkpoint.
+OUT_OF_TIME = [
+    "data=digits",
+    "search=none",
+    '+search.space.optimizer.lr="grid[0.002, 0.003]"',
+    "optimizer=sgd",
+    "tune=fifo",
+    "trainer.epochs=5000",
+    "trainer.early_stopping.enabled=false",
+]
+
+
+def test_a_sweep_out_of_time_ends_with_its_summary_and_the_best_weights_it_kept(workdir):
+    """The time budget stops the trials still running: stopped_by_budget (FINISHED), not interrupted.
+    A trial stopped between two checkpoints kept the best weights of its last checkpoint: the sweep
+    chooses, reports and tests that epoch, not a later one whose weights nobody has."""
     out = sweeplab(
-        "sweep",
-        "data=digits",
-        "search=lr_batch",
-        "tune=fifo",
-        "tune.num_samples=2",
-        "trainer.epochs=5000",
-        "trainer.early_stopping.enabled=false",
-        "tune.time_budget_s=15",
-        "tracking.experiment=budget",
-        cwd=workdir,
-    )
+        "sweep", *OUT_OF_TIME, "tune.checkpoint_every=20", "tune.time_budget_s=15",
+        "tracking.experiment=budget", cwd=workdir,
+    )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("budget").experiment_id])
@@ -269,6 +278,32 @@ def test_a_sweep_out_of_time_ends_with_its_summary(workdir):
     assert {k.info.status for k in kids} == {"FINISHED"}
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert parent.info.status == "FINISHED" and "test/acc" in parent.data.metrics
+    best_run = parent.data.tags["best.run_id"]
+    with tempfile.TemporaryDirectory() as tmp:
+        kept = torch.load(client.download_artifacts(best_run, "checkpoints/best.pt", tmp), weights_only=False)
+    losses = {m.step: m.value for m in client.get_metric_history(best_run, "val/loss")}
+    assert parent.data.metrics["best/epoch"] == kept["epoch"]
+    assert parent.data.metrics["best/val/loss"] == pytest.approx(losses[kept["epoch"]])
+    assert client.get_run(best_run).data.tags["sweeplab.best_epoch"] == str(kept["epoch"])
+
+
+def test_a_sweep_out_of_time_before_any_checkpoint_says_it_has_no_model(workdir):
+    """No trial reached a checkpoint: no model to test or register. One line says why and what to
+    change, the sweep exits 1, its parent run FAILED, every trial's epochs kept."""
+    out = sweeplab(
+        "sweep", *OUT_OF_TIME, "tune.checkpoint_every=100000", "tune.time_budget_s=10",
+        "tracking.experiment=budget", cwd=workdir,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    assert "no trial kept weights" in out.stdout and "tune.checkpoint_every" in out.stdout
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("budget").experiment_id])
+    kids = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert len(kids) == 2 and {k.info.status for k in kids} == {"FINISHED"}
+    assert all(len(client.get_metric_history(k.info.run_id, "val/loss")) > 1 for k in kids)
+    assert parent.info.status == "FAILED" and "test/acc" not in parent.data.metrics
 
 
 def test_a_sweep_whose_trials_cannot_train_is_refused_with_trains_own_line(workdir):

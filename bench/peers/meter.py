@@ -144,11 +144,18 @@ def main(argv: list[str] | None = None) -> int:
         cgroup.remove()
         cgroup, t0 = None, time.time()
         proc = subprocess.Popen(command)
-    # Forward a termination (the orchestrator's hard limit) to the command, then clean up as usual.
-    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
+    # A termination (the orchestrator's hard limit, or the benchmark stopped) goes to the command,
+    # and what it leaves behind is ended at once instead of lingering.
+    stopped = []
+
+    def terminate(*_) -> None:
+        stopped.append(True)
+        proc.terminate()
+
+    signal.signal(signal.SIGTERM, terminate)
     code = proc.wait()
     wall = time.time() - t0
-    orphans = reap_all(args.linger_s)
+    orphans = reap_all(0.0 if stopped else args.linger_s)
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     reaped_cpu = reaped.ru_utime + reaped.ru_stime
     if cgroup is not None:

@@ -14,6 +14,8 @@ TRAIN_LOSS, TRAIN_ACC, TRAIN_PENALTY = "train/loss", "train/acc", "train/penalty
 VAL_LOSS, VAL_ACC = "val/loss", "val/acc"
 TEST_LOSS, TEST_ACC = "test/loss", "test/acc"
 LR, EPOCH_TIME, EPOCH = "lr", "epoch_time_s", "epoch"
+# A sweep trial's tag: its best epoch by the sweep's metric, the one whose weights it keeps
+BEST_EPOCH_TAG = "sweeplab.best_epoch"
 HP = "hp/"  # hp/<key>: the value of a hyperparameter PBT perturbs, per epoch (what the epoch trained with)
 
 

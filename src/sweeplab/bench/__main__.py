@@ -31,6 +31,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 
@@ -68,7 +69,8 @@ BENCHES = (
 )
 DEFAULT = tuple(b for b in BENCHES if b not in ("peers", "robust"))  # an hour or more each: ask for them
 
-console = Console(highlight=False, soft_wrap=True)
+# a log file or a pipe gets the whole table, not one squeezed into 80 columns
+console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def machine() -> str:
@@ -306,15 +308,16 @@ def main(argv: list[str] | None = None) -> int:
 
         data = load_data(to_container(compose(["experiment=course_fashion_mnist"]))["data"])
         for r in bench_batched(data):
-            table.add_row(
-                f"batched: {r['k']} trials of {r['hidden']} at batch {r['batch_size']} as one vmap-ed "
-                "model / one after another (s per model-epoch, 1 thread)",
-                f"{r['batched_s']:.3f}s vs {r['sequential_s']:.3f}s",
-                f"{r['batched_s'] / r['sequential_s']:.3f}",
-                "measured (< 1: batching pays)",
-                "",
+            name = (
+                f"batched: {r['k']} trials of {r['hidden']}, batch {r['batch_size']}, as one vmap-ed model "
+                "/ one after another (s per model-epoch, 1 thread)"
             )
-            console.print(f"batched {r}")
+            measured, ratio = (
+                f"{r['batched_s']:.3f}s vs {r['sequential_s']:.3f}s",
+                r["batched_s"] / r["sequential_s"],
+            )
+            table.add_row(name, measured, f"{ratio:.3f}", "measured (< 1: batching pays)", "")
+            console.print(f"{name}: {measured} -> {ratio:.3f}")
     if "quality" in chosen:
         summary, wall = bench_quality()
         minutes = wall / 60

@@ -375,7 +375,8 @@ def launch(command: list[str], run_dir: Path, stem: str, hard_limit_s: float, en
             killed = True
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()
-        except BaseException:  # Ctrl-C: the tool runs in its own session and would not see it
+        except BaseException:  # Ctrl-C or a kill: the tool runs in its own session and would not see it
+            console.print(f"  stopping {stem} and everything it started ...")
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()
             raise
@@ -668,6 +669,10 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores"
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sweeplab.bench.peers",
@@ -713,6 +718,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.budget_s <= 0 or not seeds:
         parser.error("--budget-s must be positive and --seeds must name at least one seed")
     run_dir = new_run_dir()
+    signal.signal(signal.SIGTERM, _interrupt)  # a kill stops the running tool as Ctrl-C does
     try:
         results = run(
             args.budget_s, seeds, tools, args.max_trials, args.max_epochs, args.pruner, run_dir,

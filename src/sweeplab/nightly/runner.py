@@ -261,7 +261,9 @@ class NightRunner:
         Tracker(cfg["tracking"]).set_tags(parent, tags)
         s = outcome.summary
         if "best" not in s:
-            return Measurement({}, "failed", "no trial of the sweep finished", wall, parent)
+            return Measurement(
+                {}, "failed", s.get("no_model", "no trial of the sweep finished"), wall, parent
+            )
         metrics = {
             k: float(s[k])
             for k in ("test/acc", "test/loss", "wall_seconds", "trials", "epochs_run")

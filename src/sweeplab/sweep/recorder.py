@@ -26,7 +26,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from sweeplab.metrics import EPOCH, EPOCH_TIME, best_epoch, epoch_metrics, overfitting
+from sweeplab.metrics import BEST_EPOCH_TAG, EPOCH, EPOCH_TIME, best_epoch, epoch_metrics, overfitting
 from sweeplab.status import TrialStatus
 from sweeplab.sweep.storage import checkpoint_uri
 from sweeplab.tracking import delivery
@@ -286,13 +286,16 @@ class SweepRecorder(Callback):
         records = self._create(rec)  # a trial that failed before it started still gets its run
         if rec.history:
             diag = overfitting(rec.history, self.smoothing)
-            best = best_epoch(rec.history, self.metric, self.mode)
+            # the epoch whose weights the run keeps: a trial stopped by the time budget between two
+            # checkpoints did not keep its best logged epoch's
+            kept = rec.best if rec.best_uri is not None else None
+            best = kept or best_epoch(rec.history, self.metric, self.mode)
             records += [
                 delivery.log(rec.key, diag, step=int(rec.history[-1][EPOCH])),
                 delivery.learning_curve(rec.key, rec.history, rec.title, int(best[EPOCH]) if best else None),
             ]
             if best is not None:
-                records.append(delivery.log(rec.key, tags={"sweeplab.best_epoch": int(best[EPOCH])}))
+                records.append(delivery.log(rec.key, tags={BEST_EPOCH_TAG: int(best[EPOCH])}))
         if rec.best_uri is not None and rec.best is not None:
             records.append(delivery.best_checkpoint(rec.key, rec.best_uri, rec.best))
         compute = {"sweeplab.epochs_trained": rec.trained, "sweeplab.train_seconds": rec.train_seconds}

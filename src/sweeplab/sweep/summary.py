@@ -15,6 +15,7 @@ from typing import Any
 
 from sweeplab import checkpoints
 from sweeplab.config import flatten
+from sweeplab.metrics import BEST_EPOCH_TAG
 from sweeplab.metrics import best_epoch as best_epoch_of
 from sweeplab.plots import TrialPoint, metric_vs_hyperparameters, overlaid_validation_curves
 from sweeplab.space import parse_space
@@ -22,11 +23,19 @@ from sweeplab.status import TrialStatus
 from sweeplab.tracking import Tracker, sampled_values
 
 
-def _best_value(history, metric: str, mode: str) -> float:
-    values = [h[metric] for h in history if metric in h and math.isfinite(h[metric])]
-    if not values:
-        return math.inf if mode == "min" else -math.inf
-    return min(values) if mode == "min" else max(values)
+def kept_best(history, tags: Mapping[str, str], metric: str, mode: str) -> Mapping[str, float] | None:
+    """The trial's best epoch as the sweep chooses it: the one whose weights its run keeps
+    (``BEST_EPOCH_TAG``; a trial stopped by the time budget between checkpoints did not keep its
+    best logged epoch's), else the best logged epoch."""
+    kept = tags.get(BEST_EPOCH_TAG)
+    entry = next((h for h in history if kept is not None and int(h["epoch"]) == int(kept)), None)
+    if entry is not None and math.isfinite(entry.get(metric, math.nan)):
+        return entry
+    return best_epoch_of(history, metric, mode)
+
+
+def _best_value(best: Mapping[str, float] | None, metric: str, mode: str) -> float:
+    return best[metric] if best is not None else (math.inf if mode == "min" else -math.inf)
 
 
 def _status(tag: str | None) -> TrialStatus:
@@ -44,6 +53,7 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
     for run in tracker.child_runs(state.parent_run_id):
         history = tracker.history(run.info.run_id)
         sampled = sampled_values(run)
+        best = kept_best(history, run.data.tags, metric, mode)
         trials.append(
             {
                 "run_id": run.info.run_id,
@@ -52,7 +62,8 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
                 "trial_id": run.data.tags.get("sweeplab.trial_id"),
                 "sampled": sampled,
                 "history": history,
-                "best": _best_value(history, metric, mode),
+                "best_epoch": best,
+                "best": _best_value(best, metric, mode),
                 "metrics": run.data.metrics,
                 "tags": run.data.tags,
             }
@@ -101,16 +112,25 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
         key=lambda t: t["best"],
         reverse=(mode == "max"),
     )
-    if ranked:
-        best = ranked[0]
+    # the best trial whose run kept weights: one stopped by the time budget before its first
+    # checkpoint, or diverged before a finite one, has none to evaluate or register
+    best = next((t for t in ranked if _has_best(tracker, t)), None)
+    if ranked and best is None:
+        how = ", ".join(f"{n} {s}" for s, n in Counter(t["status"] for t in ranked).items())
+        summary["no_model"] = (
+            f"no trial kept weights to test or register ({how}): none reached a checkpoint with a finite "
+            f"{metric}; raise tune.time_budget_s or lower tune.checkpoint_every (a budget stopped them), "
+            "or lower optimizer.lr (they diverged)"
+        )
+    if best is not None:
         repeats = [t for t in trials if t["tags"].get("sweeplab.stage") == "reevaluate"]
         if repeats:  # robust selection: the best mean over fresh seeds wins, not the luckiest run
-            robust = _robust(tracker, repeats, ranked[0], metric, mode)
+            robust = _robust(tracker, repeats, best, metric, mode)
             summary["robust"] = robust
             summary["robust_metrics"] = robust.pop("metrics")
             final.update(summary["robust_metrics"])
             best = robust.pop("representative")
-        best_epoch = best_epoch_of(best["history"], metric, mode)
+        best_epoch = best["best_epoch"]
         summary.update(best=best, best_epoch=best_epoch)
         final.update({f"best/{k}": v for k, v in best_epoch.items() if k.startswith(("val/", "train/"))})
         final["best/epoch"] = float(best_epoch["epoch"])
@@ -136,7 +156,7 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
         t["name"]: {k: t["metrics"].get(k) for k in ("overfit/best_epoch", "overfit/gap_acc")} for t in trials
     }
     summary["diagnosis"] = diag
-    status = "completed" if ranked else "failed"
+    status = "completed" if best is not None else "failed"  # a sweep that chose no model failed
     tracker.end_run(
         parent, status, f"{len(trials)} trials: " + ", ".join(f"{n} {s}" for s, n in counts.items())
     )
@@ -202,7 +222,7 @@ def _robust(tracker: Tracker, repeats: list[dict], single: dict, metric: str, mo
         runs = [t for t in repeats if t["tags"]["sweeplab.reevaluates"] == of and t["history"]]
         if not runs:
             continue
-        epochs = [best_epoch_of(t["history"], metric, mode) or t["history"][-1] for t in runs]
+        epochs = [t["best_epoch"] or t["history"][-1] for t in runs]
         tests = [_tested(tracker, t["run_id"])[3] if _has_best(tracker, t) else math.nan for t in runs]
         rows.append(
             {

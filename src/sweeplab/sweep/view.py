@@ -166,6 +166,8 @@ def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> No
                 "moved alias 'best' to it" if summary["alias_moved"] else "alias 'best' stays (not better)"
             )
             table.add_row("registry", f"{summary['registered']} version {summary['version']}: {moved}")
+    if "no_model" in summary:
+        table.add_row("model", f"[red]none[/red]: {summary['no_model']}")
     table.add_row(
         "early stopping",
         f"{summary['epochs_run']} of {summary['epochs_budget']} trial-epochs run "
