@@ -142,6 +142,9 @@ def test_the_goal_is_met_only_when_sweeplab_is_as_fast_as_accurate_and_first_to_
     # sweeplab taking longer than a peer
     slow = [{**r, "wall_s": 500.0} for r in ours]
     assert [ok for _, ok in peers.goal(results_of([*slow, *optuna]))] == [False, True, True]
+    # a peer that crashed at once on every seed sets no wall time to beat
+    crashed = [{**run("kerastuner", s, 20.0, None, None, None), "error": "exited with 1"} for s in range(3)]
+    assert [ok for _, ok in peers.goal(results_of([*ours, *optuna, *crashed]))] == [True, True, True]
     # sweeplab never reaching 0.90 on most seeds is not sooner than a peer that never does either
     never = [{**r, "reach": {"0.89": reach(50.0), "0.90": None if r["seed"] else reach(10.0)}} for r in ours]
     assert peers.goal(results_of([*never, *optuna]))[2][1] is False

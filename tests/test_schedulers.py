@@ -242,6 +242,40 @@ def test_an_exploited_trial_keeps_its_own_epoch_numbering():
     assert tags["sweeplab.exploits"] == "3:a_00000,5:a_00002"
 
 
+def test_epochs_restored_after_an_exploit_keep_the_runs_numbering_and_values():
+    """A trial that restores its own checkpoint after an exploit (a PBT pause, a retry, a resumed
+    sweep) may hold epochs the driver never logged: they are logged in its run's numbering, with
+    the values they trained with, and none twice."""
+    import json
+    from types import SimpleNamespace
+
+    from sweeplab.sweep.recorder import SweepRecorder
+    from sweeplab.trial import EXPLOITED_FROM, FINAL, RESTORED_HISTORY
+
+    recorder = SweepRecorder("s")
+    recorder.session = SimpleNamespace(show=None, clock=dict, state=SimpleNamespace(experiment="e"))
+    recorder.outbox, recorder.trials = Journal(), {}
+    trial = SimpleNamespace(trial_id="a_00001", config={"optimizer.lr": 0.01})
+
+    def entry(epoch):
+        return {"epoch": epoch, "val/loss": 1.0 / epoch, "hp/optimizer.lr": 0.01 * epoch}
+
+    for epoch, extra in [(1, {}), (2, {}), (6, {EXPLOITED_FROM: "a_00000"})]:  # run epochs 1, 2, 3
+        recorder.on_trial_result(0, [], trial, {**entry(epoch), **extra})
+    # the trial ran reported epochs 7 and 8 (run epochs 4 and 5) unseen, then restored its checkpoint
+    history = [entry(e) for e in range(1, 9)]
+    final = {FINAL: 1, "trial_status": "completed", "epoch": 8, RESTORED_HISTORY: json.dumps(history)}
+    recorder.on_trial_result(0, [], trial, final)
+    steps = [
+        (step, value)
+        for r in recorder.outbox.records
+        if r.kind == "log"
+        for key, value, _, step in r.payload["metrics"]
+        if key == "hp/optimizer.lr"
+    ]
+    assert steps == [(1, 0.01), (2, 0.02), (3, 0.06), (4, 0.07), (5, 0.08)]
+
+
 def test_the_best_config_names_the_group_option_chosen_and_the_values_trained_with():
     from sweeplab.sweep.summary import trained_values
 

@@ -249,8 +249,9 @@ def test_sigkilled_driver_leaves_nothing_running_and_resumes_exactly(workdir):
     assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["trials/total"] == 4
 
 
-# Two slow-learning trials of many epochs: their val/loss still falls when the time budget stops
-# them, so the best epoch they logged is their last, almost never one that wrote a checkpoint.
+# Slow-learning trials of many epochs: their val/loss still falls when the time budget stops
+# them, so the best epoch they logged is about their last, which wrote a checkpoint only if the
+# budget struck right after one (one time in 30 with tune.checkpoint_every=30; ~140 epochs run).
 OUT_OF_TIME = [
     "data=digits",
     "search=none",
@@ -267,7 +268,7 @@ def test_a_sweep_out_of_time_ends_with_its_summary_and_the_best_weights_it_kept(
     A trial stopped between two checkpoints kept the best weights of its last checkpoint: the sweep
     chooses, reports and tests that epoch, not a later one whose weights nobody has."""
     out = sweeplab(
-        "sweep", *OUT_OF_TIME, "tune.checkpoint_every=20", "tune.time_budget_s=15",
+        "sweep", *OUT_OF_TIME, "tune.checkpoint_every=30", "tune.time_budget_s=15",
         "tracking.experiment=budget", cwd=workdir,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr

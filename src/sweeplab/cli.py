@@ -273,7 +273,7 @@ def cmd_sweep_action(args: argparse.Namespace) -> int:
 
         hint = ui_hint(outcome.state.tracking, outcome.state.parent_run_id, [])
         print_summary(console, outcome.summary, hint)
-        return 0
+        return 0 if "best" in outcome.summary else 1  # as the sweep itself: no model chosen is a failure
     try:
         state = sweep.find_sweep(ref, *_tune_and_tracking(rest))
         console.print(Text.assemble("resuming sweep ", (state.name, "bold"), f" from {state.path}"))

@@ -184,6 +184,9 @@ def run_trial(
             extra[RESTORED_HISTORY] = json.dumps(trainer.history)
 
     def report_epoch(metrics: dict[str, float]) -> None:
+        # the epoch's entry in the trainer's history (so in its checkpoints) keeps the values it
+        # trained with: epochs the driver logs from a restored checkpoint carry them too
+        metrics.update(hp)
         epoch = int(metrics[EPOCH])
         _maybe_fail(fail_once_at_epoch, epoch, drill_dir)
         value = metrics.get(metric, math.nan)
@@ -195,7 +198,7 @@ def run_trial(
             best.update(epoch=epoch, value=value, model=weights)
         last = epoch >= cfg["trainer"]["epochs"] or trainer.stopper.should_stop
         if not (checkpoint_at is None or epoch in checkpoint_at or last):
-            tune.report({**metrics, **hp, **extra})
+            tune.report({**metrics, **extra})
             extra.clear()
             return
         # The writer's id tells a trial that restores it (PBT) whose weights these are.
@@ -209,7 +212,7 @@ def run_trial(
         }
         with tempfile.TemporaryDirectory() as tmp:
             checkpoints.save(state, Path(tmp) / checkpoints.STATE_FILE)
-            result = {**metrics, **hp, **extra, CHECKPOINT_BEST: best.get("epoch", epoch)}
+            result = {**metrics, **extra, CHECKPOINT_BEST: best.get("epoch", epoch)}
             tune.report(result, checkpoint=tune.Checkpoint.from_directory(tmp))
         extra.clear()
 

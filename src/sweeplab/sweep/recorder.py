@@ -199,12 +199,14 @@ class SweepRecorder(Callback):
             tags = {"sweeplab.exploited_from": donor, "sweeplab.exploits": ",".join(rec.exploits)[-5000:]}
             records.append(delivery.log(rec.key, tags=tags))
         if result.get(RESTORED_HISTORY):  # epochs its checkpoint holds that this sweep never logged
+            # in the trial's numbering: after an exploit its run's epochs are offset from it
             for h in json.loads(result[RESTORED_HISTORY]):
-                if h[EPOCH] > rec.last_logged and (result.get(FINAL) or h[EPOCH] < result[EPOCH]):
+                epoch = int(h[EPOCH]) + rec.epoch_offset
+                if epoch > rec.last_logged and (result.get(FINAL) or h[EPOCH] < result[EPOCH]):
                     metrics = epoch_metrics(h)
-                    records.append(delivery.log(rec.key, metrics, step=int(h[EPOCH])))
-                    rec.history.append({**metrics, EPOCH: int(h[EPOCH])})
-                    rec.last_logged = int(h[EPOCH])
+                    records.append(delivery.log(rec.key, metrics, step=epoch))
+                    rec.history.append({**metrics, EPOCH: epoch})
+                    rec.last_logged = epoch
         if result.get(FINAL):
             rec.status, rec.reason = TrialStatus(result["trial_status"]), result.get("trial_reason", "")
         else:
@@ -287,15 +289,16 @@ class SweepRecorder(Callback):
         if rec.history:
             diag = overfitting(rec.history, self.smoothing)
             # the epoch whose weights the run keeps: a trial stopped by the time budget between two
-            # checkpoints did not keep its best logged epoch's
+            # checkpoints did not keep its best logged epoch's. Only kept weights get the tag (runs
+            # recorded before this rule carry it as the best logged epoch).
             kept = rec.best if rec.best_uri is not None else None
             best = kept or best_epoch(rec.history, self.metric, self.mode)
             records += [
                 delivery.log(rec.key, diag, step=int(rec.history[-1][EPOCH])),
                 delivery.learning_curve(rec.key, rec.history, rec.title, int(best[EPOCH]) if best else None),
             ]
-            if best is not None:
-                records.append(delivery.log(rec.key, tags={BEST_EPOCH_TAG: int(best[EPOCH])}))
+            if kept is not None:
+                records.append(delivery.log(rec.key, tags={BEST_EPOCH_TAG: int(kept[EPOCH])}))
         if rec.best_uri is not None and rec.best is not None:
             records.append(delivery.best_checkpoint(rec.key, rec.best_uri, rec.best))
         compute = {"sweeplab.epochs_trained": rec.trained, "sweeplab.train_seconds": rec.train_seconds}

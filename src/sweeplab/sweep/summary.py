@@ -124,8 +124,8 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
         )
     if best is not None:
         repeats = [t for t in trials if t["tags"].get("sweeplab.stage") == "reevaluate"]
-        if repeats:  # robust selection: the best mean over fresh seeds wins, not the luckiest run
-            robust = _robust(tracker, repeats, best, metric, mode)
+        # robust selection: the best mean over fresh seeds wins, not the luckiest run
+        if repeats and (robust := _robust(tracker, repeats, best, metric, mode)) is not None:
             summary["robust"] = robust
             summary["robust_metrics"] = robust.pop("metrics")
             final.update(summary["robust_metrics"])
@@ -214,16 +214,24 @@ def _tested(tracker: Tracker, run_id: str):
     return (ckpt, evaluator, *evaluator.evaluate("test"))
 
 
-def _robust(tracker: Tracker, repeats: list[dict], single: dict, metric: str, mode: str) -> dict[str, Any]:
+def _robust(
+    tracker: Tracker, repeats: list[dict], single: dict, metric: str, mode: str
+) -> dict[str, Any] | None:
     """Per re-evaluated configuration: the mean and spread of the metric, val/acc at each run's
     best epoch and test/acc of each run's best weights. The winner has the best mean metric."""
     rows = []
     for of in dict.fromkeys(t["tags"]["sweeplab.reevaluates"] for t in repeats):
-        runs = [t for t in repeats if t["tags"]["sweeplab.reevaluates"] == of and t["history"]]
+        # a repeat counts with a finite best and weights to test: one the time budget stopped
+        # before its first checkpoint, or one that diverged at once, has neither
+        runs = [
+            t
+            for t in repeats
+            if t["tags"]["sweeplab.reevaluates"] == of and math.isfinite(t["best"]) and _has_best(tracker, t)
+        ]
         if not runs:
             continue
-        epochs = [t["best_epoch"] or t["history"][-1] for t in runs]
-        tests = [_tested(tracker, t["run_id"])[3] if _has_best(tracker, t) else math.nan for t in runs]
+        epochs = [t["best_epoch"] for t in runs]
+        tests = [_tested(tracker, t["run_id"])[3] for t in runs]
         rows.append(
             {
                 "of": of,
@@ -235,6 +243,8 @@ def _robust(tracker: Tracker, repeats: list[dict], single: dict, metric: str, mo
                 "representative": min(runs, key=lambda t: t["best"] if mode == "min" else -t["best"]),
             }
         )
+    if not rows:  # no repeat kept weights: the best single run stands
+        return None
     rows.sort(key=lambda r: r[metric][0] if mode == "min" else -r[metric][0])
     winner = rows[0]
     metrics = {
