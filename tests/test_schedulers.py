@@ -211,30 +211,40 @@ class Journal:
         self.records += list(records)
 
 
-def test_an_exploited_trial_keeps_its_own_epoch_numbering():
-    """After an exploit the trial reports the donor's epochs (the weights' age, PBT's clock); its run
-    goes on with its own next epoch, whether the donor was ahead or behind, and names the donor."""
+def recorder_and_trial():
+    """The driver's recorder with a journal for an outbox, and one trial's handle as Tune passes it."""
     from types import SimpleNamespace
 
     from sweeplab.sweep.recorder import SweepRecorder
-    from sweeplab.trial import EXPLOITED_FROM
 
     recorder = SweepRecorder("s")
     recorder.session = SimpleNamespace(show=None, clock=dict, state=SimpleNamespace(experiment="e"))
     recorder.outbox, recorder.trials = Journal(), {}
-    trial = SimpleNamespace(trial_id="a_00001", config={"optimizer.lr": 0.01})
-    reported = [(1, {}), (2, {}), (6, {EXPLOITED_FROM: "a_00000"}), (7, {}), (2, {EXPLOITED_FROM: "a_00002"})]
-    for epoch, extra in reported:
-        result = {"epoch": epoch, "val/loss": 1.0 / epoch, "hp/optimizer.lr": 0.01 * epoch, **extra}
-        recorder.on_trial_result(0, [], trial, result)
-    steps = [
+    return recorder, SimpleNamespace(trial_id="a_00001", config={"optimizer.lr": 0.01})
+
+
+def hp_steps(recorder) -> list[tuple[int, float]]:
+    """(step, value) of each hp/optimizer.lr point the recorder logged, in order."""
+    return [
         (step, value)
         for r in recorder.outbox.records
         if r.kind == "log"
         for key, value, _, step in r.payload["metrics"]
         if key == "hp/optimizer.lr"
     ]
-    assert steps == [(1, 0.01), (2, 0.02), (3, 0.06), (4, 0.07), (5, 0.02)]
+
+
+def test_an_exploited_trial_keeps_its_own_epoch_numbering():
+    """After an exploit the trial reports the donor's epochs (the weights' age, PBT's clock); its run
+    goes on with its own next epoch, whether the donor was ahead or behind, and names the donor."""
+    from sweeplab.trial import EXPLOITED_FROM
+
+    recorder, trial = recorder_and_trial()
+    reported = [(1, {}), (2, {}), (6, {EXPLOITED_FROM: "a_00000"}), (7, {}), (2, {EXPLOITED_FROM: "a_00002"})]
+    for epoch, extra in reported:
+        result = {"epoch": epoch, "val/loss": 1.0 / epoch, "hp/optimizer.lr": 0.01 * epoch, **extra}
+        recorder.on_trial_result(0, [], trial, result)
+    assert hp_steps(recorder) == [(1, 0.01), (2, 0.02), (3, 0.06), (4, 0.07), (5, 0.02)]
     tags = {}
     for r in recorder.outbox.records:
         tags.update(r.payload.get("tags", {}) if r.kind == "log" else {})
@@ -247,15 +257,10 @@ def test_epochs_restored_after_an_exploit_keep_the_runs_numbering_and_values():
     sweep) may hold epochs the driver never logged: they are logged in its run's numbering, with
     the values they trained with, and none twice."""
     import json
-    from types import SimpleNamespace
 
-    from sweeplab.sweep.recorder import SweepRecorder
     from sweeplab.trial import EXPLOITED_FROM, FINAL, RESTORED_HISTORY
 
-    recorder = SweepRecorder("s")
-    recorder.session = SimpleNamespace(show=None, clock=dict, state=SimpleNamespace(experiment="e"))
-    recorder.outbox, recorder.trials = Journal(), {}
-    trial = SimpleNamespace(trial_id="a_00001", config={"optimizer.lr": 0.01})
+    recorder, trial = recorder_and_trial()
 
     def entry(epoch):
         return {"epoch": epoch, "val/loss": 1.0 / epoch, "hp/optimizer.lr": 0.01 * epoch}
@@ -266,14 +271,7 @@ def test_epochs_restored_after_an_exploit_keep_the_runs_numbering_and_values():
     history = [entry(e) for e in range(1, 9)]
     final = {FINAL: 1, "trial_status": "completed", "epoch": 8, RESTORED_HISTORY: json.dumps(history)}
     recorder.on_trial_result(0, [], trial, final)
-    steps = [
-        (step, value)
-        for r in recorder.outbox.records
-        if r.kind == "log"
-        for key, value, _, step in r.payload["metrics"]
-        if key == "hp/optimizer.lr"
-    ]
-    assert steps == [(1, 0.01), (2, 0.02), (3, 0.06), (4, 0.07), (5, 0.08)]
+    assert hp_steps(recorder) == [(1, 0.01), (2, 0.02), (3, 0.06), (4, 0.07), (5, 0.08)]
 
 
 def test_the_best_config_names_the_group_option_chosen_and_the_values_trained_with():

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
+from sweeplab.bench.loops import bare_epoch
 from sweeplab.data import DataBundle
 from sweeplab.models import MLP, glorot_init
 
@@ -55,22 +56,10 @@ def batch_orders(k: int, n: int, seed: int = 0) -> list[torch.Tensor]:
 def sequential(models: list[MLP], data: DataBundle, batch_size: int) -> Callable[[list[torch.Tensor]], None]:
     """One epoch of each model in turn, each with its own Adam: what K trials do on one slot."""
     opts = [torch.optim.Adam(m.parameters(), lr=LR) for m in models]
-    loss_fn = nn.CrossEntropyLoss()
-    x, y = data.x_train, data.y_train
 
     def epoch(orders: list[torch.Tensor]) -> None:
         for model, opt, perm in zip(models, opts, orders, strict=True):
-            model.train()
-            for i in range(0, len(perm), batch_size):
-                idx = perm[i : i + batch_size]
-                loss = loss_fn(model(x[idx]), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            model.eval()
-            with torch.no_grad():
-                out = model(data.x_val)
-                _ = loss_fn(out, data.y_val).item(), (out.argmax(1) == data.y_val).float().mean().item()
+            bare_epoch(model, opt, data, batch_size, perm)
 
     return epoch
 

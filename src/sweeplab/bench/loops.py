@@ -37,27 +37,31 @@ def bare_epoch_fn(data: DataBundle, batch_size: int, seed: int) -> Callable[[], 
     model = MLP(data.input_shape, data.num_classes, [128])
     glorot_init(model)
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, eps=1e-7)
-    loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(seed)
-    x, y, xv, yv = data.x_train, data.y_train, data.x_val, data.y_val
 
     def epoch() -> float:
         t0 = time.perf_counter()
-        model.train()
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), batch_size):
-            idx = perm[i : i + batch_size]
-            loss = loss_fn(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            out = model(xv)
-            _ = loss_fn(out, yv).item(), (out.argmax(1) == yv).float().mean().item()
+        bare_epoch(model, opt, data, batch_size, torch.randperm(len(data.x_train), generator=gen))
         return time.perf_counter() - t0
 
     return epoch
+
+
+def bare_epoch(model: nn.Module, opt: torch.optim.Optimizer, data: DataBundle, batch_size: int, perm) -> None:
+    """One epoch by hand: mini-batches in the order ``perm``, then the validation pass."""
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = data.x_train, data.y_train
+    model.train()
+    for i in range(0, len(perm), batch_size):
+        idx = perm[i : i + batch_size]
+        loss = loss_fn(model(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        out = model(data.x_val)
+        _ = loss_fn(out, data.y_val).item(), (out.argmax(1) == data.y_val).float().mean().item()
 
 
 def bench_loop(epochs: int, threads: int) -> tuple[float, float]:
