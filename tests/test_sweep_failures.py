@@ -251,7 +251,8 @@ def test_sigkilled_driver_leaves_nothing_running_and_resumes_exactly(workdir):
 
 # Slow-learning trials of many epochs: their val/loss still falls when the time budget stops
 # them, so the best epoch they logged is about their last, which wrote a checkpoint only if the
-# budget struck right after one (one time in 30 with tune.checkpoint_every=30; ~140 epochs run).
+# budget struck right after one (one time in 30 with tune.checkpoint_every=30; over 100 epochs
+# run in what the command's start-up, about 15 s on 2 cores, leaves of the budget).
 OUT_OF_TIME = [
     "data=digits",
     "search=none",
@@ -268,7 +269,7 @@ def test_a_sweep_out_of_time_ends_with_its_summary_and_the_best_weights_it_kept(
     A trial stopped between two checkpoints kept the best weights of its last checkpoint: the sweep
     chooses, reports and tests that epoch, not a later one whose weights nobody has."""
     out = sweeplab(
-        "sweep", *OUT_OF_TIME, "tune.checkpoint_every=30", "tune.time_budget_s=15",
+        "sweep", *OUT_OF_TIME, "tune.checkpoint_every=30", "tune.time_budget_s=35",
         "tracking.experiment=budget", cwd=workdir,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
@@ -292,7 +293,7 @@ def test_a_sweep_out_of_time_before_any_checkpoint_says_it_has_no_model(workdir)
     """No trial reached a checkpoint: no model to test or register. One line says why and what to
     change, the sweep exits 1, its parent run FAILED, every trial's epochs kept."""
     out = sweeplab(
-        "sweep", *OUT_OF_TIME, "tune.checkpoint_every=100000", "tune.time_budget_s=10",
+        "sweep", *OUT_OF_TIME, "tune.checkpoint_every=100000", "tune.time_budget_s=30",
         "tracking.experiment=budget", cwd=workdir,
     )  # fmt: skip
     assert out.returncode == 1, out.stdout + out.stderr
@@ -305,6 +306,20 @@ def test_a_sweep_out_of_time_before_any_checkpoint_says_it_has_no_model(workdir)
     assert len(kids) == 2 and {k.info.status for k in kids} == {"FINISHED"}
     assert all(len(client.get_metric_history(k.info.run_id, "val/loss")) > 1 for k in kids)
     assert parent.info.status == "FAILED" and "test/acc" not in parent.data.metrics
+
+
+def test_the_time_budget_counts_from_the_sweeps_start(workdir):
+    """The budget bounds the command's wall time, start-up included: one its start-up used up runs
+    no trial, says so in one line, and ends the sweep FAILED."""
+    from sweeplab import sweep
+    from sweeplab.config import compose, to_container
+
+    overrides = [*OUT_OF_TIME, "tune.time_budget_s=60", "tracking.experiment=budget"]
+    outcome = sweep.start(to_container(compose(overrides)), overrides, started=time.time() - 60)
+    assert "tune.time_budget_s=60" in outcome.summary["no_model"] and "best" not in outcome.summary
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    (parent,) = client.search_runs([client.get_experiment_by_name("budget").experiment_id])
+    assert parent.info.run_id == outcome.state.parent_run_id and parent.info.status == "FAILED"
 
 
 def test_a_sweep_whose_trials_cannot_train_is_refused_with_trains_own_line(workdir):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -27,6 +28,8 @@ from rich.text import Text
 
 from sweeplab.config import GROUPS, SWEEP_ONLY_GROUPS, ConfigError, compose, group_options, to_container
 
+# about the command's start (the imports above take a fraction of a second): a sweep's budget counts from it
+STARTED = time.time()
 console = Console(highlight=False, soft_wrap=True)  # long URIs and paths stay copyable
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 # Off a terminal (a file, a pipe) Rich would lay everything out for 80 columns and cut table
@@ -250,7 +253,7 @@ def _sweep(cfg: dict, run) -> int:
 def cmd_sweep(cfg: dict, args: argparse.Namespace) -> int:
     from sweeplab import sweep
 
-    return _sweep(cfg, lambda view: sweep.start(cfg, args.overrides, view))
+    return _sweep(cfg, lambda view: sweep.start(cfg, args.overrides, view, STARTED))
 
 
 SWEEP_ACTIONS = ("resume", "sync")
@@ -278,7 +281,7 @@ def cmd_sweep_action(args: argparse.Namespace) -> int:
         state = sweep.find_sweep(ref, *_tune_and_tracking(rest))
         console.print(Text.assemble("resuming sweep ", (state.name, "bold"), f" from {state.path}"))
         cfg = to_container(compose(state.base_overrides))
-        return _sweep(cfg, lambda view: sweep.resume(ref, rest, view))
+        return _sweep(cfg, lambda view: sweep.resume(ref, rest, view, STARTED))
     except sweep.SweepFinished as done:
         console.print(str(done))
         return 0

@@ -94,8 +94,13 @@ def _where(state: SweepState) -> str:
 
 
 # ------------------------------------------------------------------ start / resume / sync
-def start(cfg: dict[str, Any], base_overrides: Sequence[str], show: Show | None = None) -> SweepOutcome:
-    """Refuse what cannot work before anything is created; then open the parent run and run."""
+def start(
+    cfg: dict[str, Any], base_overrides: Sequence[str], show: Show | None = None, started: float | None = None
+) -> SweepOutcome:
+    """Refuse what cannot work before anything is created; then open the parent run and run.
+    ``started`` (a ``time.time()``; now by default) is when the sweep's time budget began: the
+    command line passes its own start, so that its checks and Ray's start-up count too."""
+    started = time.time() if started is None else started
     hide_credentials()  # before anything could copy them into Ray's runtime environments
     tune_cfg = cfg["tune"]
     validate_sweep(cfg, cfg["trainer"]["epochs"])  # the schedulers' max_t is trainer.epochs
@@ -139,7 +144,7 @@ def start(cfg: dict[str, Any], base_overrides: Sequence[str], show: Show | None 
         state.experiment, name, cfg, params, state.path, environment()
     )
     state.save()
-    return _run(cfg, state, params, tracker, tags, show, restore=False)
+    return _run(cfg, state, params, tracker, tags, show, restore=False, started=started)
 
 
 def check_trials_can_train(base_overrides: Sequence[str], params: Sequence[Param]) -> None:
@@ -162,14 +167,18 @@ def check_trials_can_train(base_overrides: Sequence[str], params: Sequence[Param
             raise ConfigError(f"{exc}{where}") from None
 
 
-def resume(ref: str, overrides: Sequence[str] = (), show: Show | None = None) -> SweepOutcome:
+def resume(
+    ref: str, overrides: Sequence[str] = (), show: Show | None = None, started: float | None = None
+) -> SweepOutcome:
+    """Continue a sweep; its time budget (``started`` as for :func:`start`) begins again."""
+    started = time.time() if started is None else started
     state, cfg, tracker = _reopen(ref, overrides)
     if state.summarized:
         raise SweepFinished(state)
     params = parse_space(cfg["search"]["space"])
     cluster.init_ray(cfg["cluster"], state.local_dir / LOG_FILE)
     tags = cluster.check_cluster(cfg["tune"], state.store)
-    return _run(cfg, state, params, tracker, tags, show, restore=True)
+    return _run(cfg, state, params, tracker, tags, show, restore=True, started=started)
 
 
 def sync(ref: str, overrides: Sequence[str] = ()) -> SweepOutcome | None:
@@ -241,6 +250,7 @@ def _run(
     cluster_tags: dict[str, Any],
     show: Show | None,
     restore: bool,
+    started: float,
 ) -> SweepOutcome:
     outbox = _outbox(state, tracker)
     session = SESSIONS[state.name] = Session(
@@ -253,7 +263,10 @@ def _run(
     top_k = cfg["tune"]["reevaluate"]["top_k"]
     try:
         if state.stage == SEARCH:
-            _fit(session, lambda cbs, stop: tuning.build(cfg, state, params, cbs, stop, restore))
+            # the budget bounds the command's wall time: Tune's own clock gets what is left of it
+            left = _budget_left(cfg["tune"]["time_budget_s"], started)
+            timed = {**cfg, "tune": {**cfg["tune"], "time_budget_s": left}}
+            _fit(session, lambda cbs, stop: tuning.build(timed, state, params, cbs, stop, restore), left)
             if top_k:
                 state.stage, restore = REEVALUATE, False
                 state.save()
@@ -276,14 +289,18 @@ def _run(
 SEARCH, REEVALUATE = "search", "reevaluate"  # a sweep's stages (SweepState.stage)
 
 
-def _fit(
-    session: Session, make_tuner: Callable[[list, SweepStopper], Any], budget: float | None = None
-) -> None:
-    """One Tune run of the sweep, ended one way or another; unfinished trials out of time are closed."""
+def _budget_left(budget: float | None, started: float) -> float | None:
+    """What is left of a time budget begun at ``started``: at least a moment (Tune takes no zero),
+    so a budget the start-up used up ends the search at once and the sweep says it has no model."""
+    return None if budget is None else max(budget - (time.time() - started), 0.001)
+
+
+def _fit(session: Session, make_tuner: Callable[[list, SweepStopper], Any], budget: float | None) -> None:
+    """One Tune run of the sweep, ended one way or another; unfinished trials out of time are closed.
+    ``budget``: the seconds Tune was given (None or 0: no budget)."""
     from ray.tune.logger import JsonLoggerCallback
 
     state, outbox = session.state, session.outbox
-    budget = state.tune["time_budget_s"] if budget is None else budget
     recorder, stopper = SweepRecorder(state.name), SweepStopper(state.name)
     fit_started = time.monotonic()  # before Tune's own budget clock starts
     try:

@@ -122,6 +122,11 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
             f"{metric}; raise tune.time_budget_s or lower tune.checkpoint_every (a budget stopped them), "
             "or lower optimizer.lr (they diverged)"
         )
+    elif not trials:  # the budget counts from the command's start: its start-up may use it all
+        summary["no_model"] = (
+            f"no trial started within the time budget (tune.time_budget_s={tune_cfg['time_budget_s']}, "
+            "counted from the sweep command's start); raise it"
+        )
     if best is not None:
         repeats = [t for t in trials if t["tags"].get("sweeplab.stage") == "reevaluate"]
         # robust selection: the best mean over fresh seeds wins, not the luckiest run
