@@ -293,7 +293,7 @@ def test_a_sweep_out_of_time_before_any_checkpoint_says_it_has_no_model(workdir)
     """No trial reached a checkpoint: no model to test or register. One line says why and what to
     change, the sweep exits 1, its parent run FAILED, every trial's epochs kept."""
     out = sweeplab(
-        "sweep", *OUT_OF_TIME, "tune.checkpoint_every=100000", "tune.time_budget_s=30",
+        "sweep", *OUT_OF_TIME, "tune.checkpoint_every=100000", "tune.time_budget_s=45",
         "tracking.experiment=budget", cwd=workdir,
     )  # fmt: skip
     assert out.returncode == 1, out.stdout + out.stderr
@@ -320,6 +320,28 @@ def test_the_time_budget_counts_from_the_sweeps_start(workdir):
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     (parent,) = client.search_runs([client.get_experiment_by_name("budget").experiment_id])
     assert parent.info.run_id == outcome.state.parent_run_id and parent.info.status == "FAILED"
+
+
+def test_a_sweep_whose_trials_all_ended_before_an_epoch_says_why_it_has_no_model(workdir):
+    """Every trial failed or ran out of time before its first epoch: the summary's one line names
+    how they ended, the first failure's error and what to change; the parent ends FAILED."""
+    from sweeplab.config import compose, to_container
+    from sweeplab.sweep.summary import summarize
+
+    cfg = to_container(compose(["data=digits", "search=lr_batch", "tune.time_budget_s=30"]))
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    tracker = Tracker({"uri": uri})
+    parent = tracker.start_run("exp", "sweep", {})
+    endings = [("failed", "RuntimeError: CUDA out of memory"), ("stopped_by_budget", "out of time")]
+    for i, (status, reason) in enumerate(endings):
+        kid = tracker.start_run("exp", f"trial-{i:03d}", {}, parent_run_id=parent)
+        tracker.end_run(kid, status, reason)
+    state = SweepState("s", str(workdir), parent, "exp", [], {"uri": uri}, cfg["tune"], 2)
+    no_model = summarize(cfg, state, tracker, wall_seconds=1.0)["no_model"]
+    assert "1 failed" in no_model and "1 stopped_by_budget" in no_model
+    assert "trial-000: RuntimeError: CUDA out of memory" in no_model
+    assert "tune.time_budget_s" in no_model
+    assert MlflowClient(uri).get_run(parent).info.status == "FAILED"
 
 
 def test_a_sweep_whose_trials_cannot_train_is_refused_with_trains_own_line(workdir):

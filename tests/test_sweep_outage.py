@@ -116,6 +116,12 @@ def check_every_epoch_once(url: str, sweep_dir: Path, epochs_each: int = 25) -> 
     assert parent.info.status == "FINISHED" and parent.data.metrics["trials/total"] == 4
 
 
+def outputs(workdir: Path) -> str:
+    """The sweep's output and the end of the restarted server's log, for a failure's message."""
+    log = sorted(workdir.glob("tracking-*.log"))[-1].read_text()[-3000:]
+    return f"{(workdir / 'sweep.out').read_text()}\n--- tracking server (last start):\n{log}"
+
+
 def epochs_journaled(workdir: Path) -> int:
     return sum(t["last_logged"] for t in journaled(workdir / "sweeps" / "outage"))
 
@@ -136,7 +142,7 @@ def test_server_down_for_half_a_minute_mid_sweep_loses_and_duplicates_nothing(se
     assert wait_for(lambda: epochs_journaled(tmp_path) >= down_at + 10, 120)  # training goes on
     time.sleep(max(0.0, 30 - (time.monotonic() - down_since)))  # the outage lasts at least 30 s
     server.start()
-    assert sweep.wait(600) == 0, (tmp_path / "sweep.out").read_text()
+    assert sweep.wait(600) == 0, outputs(tmp_path)
     check_every_epoch_once(server.url, tmp_path / "sweeps" / "outage")
 
 

@@ -186,7 +186,7 @@ def sync(ref: str, overrides: Sequence[str] = ()) -> SweepOutcome | None:
     state, cfg, tracker = _reopen(ref, overrides)
     outbox = _outbox(state, tracker)
     if not outbox.drain(DRAIN_S):
-        raise SweepError(_behind(state, outbox.pending(), "the tracking store is still unreachable"))
+        raise SweepError(_behind(state, outbox, "the tracking store is still unreachable"))
     trials = outbox.state("trial/").values()
     if state.summarized or any(TrialStatus(t["status"]).active for t in trials) or not trials:
         return None
@@ -280,7 +280,7 @@ def _run(
     stopping = cluster.shutdown_soon()  # Ray is no longer needed: it stops while the summary is written
     try:
         if not outbox.drain(DRAIN_S):
-            raise SweepError(_behind(state, outbox.pending(), "the tracking store cannot be reached"))
+            raise SweepError(_behind(state, outbox, "the tracking store cannot be reached"))
         return SweepOutcome(state, _summarize(cfg, state, tracker, outbox))
     finally:
         stopping.join()
@@ -394,9 +394,11 @@ def _keep_journal(state: SweepState, outbox: Outbox) -> None:
         state.store.upload(copy, f"{state.name}/{OUTBOX_FILE}")
 
 
-def _behind(state: SweepState, pending: int, why: str) -> str:
+def _behind(state: SweepState, outbox: Outbox, why: str) -> str:
+    if outbox.last_error:  # what the store answered last, so a store that is up but failing shows
+        why += f" (last error: {outbox.last_error})"
     return (
-        f"sweep {state.name}: {why}; {pending} tracking records are waiting in "
+        f"sweep {state.name}: {why}; {outbox.pending()} tracking records are waiting in "
         f"{state.local_dir / OUTBOX_FILE}: `sweeplab sweep sync {state.name}{_where(state)}` delivers them "
         "once the store is back"
     )

@@ -45,6 +45,33 @@ def _status(tag: str | None) -> TrialStatus:
         return TrialStatus.failed
 
 
+def _no_model(trials: list[dict], ranked: list[dict], metric: str, budget_s: float | None) -> str:
+    """Why a sweep has no model to test or register, and what to change, in one line."""
+    if not trials:  # the budget counts from the command's start: its start-up may use it all
+        return (
+            f"no trial started within the time budget (tune.time_budget_s={budget_s}, "
+            "counted from the sweep command's start); raise it"
+        )
+    how = ", ".join(f"{n} {s}" for s, n in Counter(t["status"] for t in (ranked or trials)).items())
+    if ranked:  # stopped by the time budget before its first checkpoint, or diverged before a finite one
+        return (
+            f"no trial kept weights to test or register ({how}): none reached a checkpoint with a finite "
+            f"{metric}; raise tune.time_budget_s or lower tune.checkpoint_every (a budget stopped them), "
+            "or lower optimizer.lr (they diverged)"
+        )
+    fixes = []
+    if any(t["status"] is TrialStatus.stopped_by_budget for t in trials):
+        fixes.append("raise tune.time_budget_s (the budget stopped them before their first epoch)")
+    if failed := next((t for t in trials if t["status"] is TrialStatus.failed), None):
+        why = failed["tags"].get("sweeplab.status_reason") or "see its run"
+        fixes.append(f"fix what failed them ({failed['name']}: {why})")
+    if any(t["status"] is TrialStatus.diverged for t in trials):
+        fixes.append("lower optimizer.lr (they diverged in their first epoch)")
+    if any(t["status"] is TrialStatus.interrupted for t in trials):
+        fixes.append("`sweeplab sweep resume` runs the interrupted ones again")
+    return f"no trial reported an epoch with a finite {metric} ({how}): " + "; ".join(fixes or ["see the trials' runs"])
+
+
 def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: float) -> dict[str, Any]:
     tune_cfg = cfg["tune"]
     metric, mode = tune_cfg["metric"], tune_cfg["mode"]
@@ -115,19 +142,9 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
     # the best trial whose run kept weights: one stopped by the time budget before its first
     # checkpoint, or diverged before a finite one, has none to evaluate or register
     best = next((t for t in ranked if _has_best(tracker, t)), None)
-    if ranked and best is None:
-        how = ", ".join(f"{n} {s}" for s, n in Counter(t["status"] for t in ranked).items())
-        summary["no_model"] = (
-            f"no trial kept weights to test or register ({how}): none reached a checkpoint with a finite "
-            f"{metric}; raise tune.time_budget_s or lower tune.checkpoint_every (a budget stopped them), "
-            "or lower optimizer.lr (they diverged)"
-        )
-    elif not trials:  # the budget counts from the command's start: its start-up may use it all
-        summary["no_model"] = (
-            f"no trial started within the time budget (tune.time_budget_s={tune_cfg['time_budget_s']}, "
-            "counted from the sweep command's start); raise it"
-        )
-    if best is not None:
+    if best is None:
+        summary["no_model"] = _no_model(trials, ranked, metric, tune_cfg["time_budget_s"])
+    else:
         repeats = [t for t in trials if t["tags"].get("sweeplab.stage") == "reevaluate"]
         # robust selection: the best mean over fresh seeds wins, not the luckiest run
         if repeats and (robust := _robust(tracker, repeats, best, metric, mode)) is not None:
