@@ -69,7 +69,8 @@ def _no_model(trials: list[dict], ranked: list[dict], metric: str, budget_s: flo
         fixes.append("lower optimizer.lr (they diverged in their first epoch)")
     if any(t["status"] is TrialStatus.interrupted for t in trials):
         fixes.append("`sweeplab sweep resume` runs the interrupted ones again")
-    return f"no trial reported an epoch with a finite {metric} ({how}): " + "; ".join(fixes or ["see the trials' runs"])
+    fixes = fixes or ["see the trials' runs"]
+    return f"no trial reported an epoch with a finite {metric} ({how}): " + "; ".join(fixes)
 
 
 def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: float) -> dict[str, Any]:
