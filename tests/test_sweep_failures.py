@@ -344,6 +344,49 @@ def test_a_sweep_whose_trials_all_ended_before_an_epoch_says_why_it_has_no_model
     assert MlflowClient(uri).get_run(parent).info.status == "FAILED"
 
 
+# Ray's core worker held in the moment between its shutdown and its removal, while the main
+# thread collects garbage as any allocation may make it do: before the fix, the collection freed
+# an ObjectRef (as Tune's trainables hold them, in reference cycles), Ray's C++ side found its
+# worker shut down and ended the process with exit 1 (CI: a sweep died before its summary).
+COLLECT_WHILE_RAY_STOPS = """
+import gc, sys, threading
+from pathlib import Path
+import ray, ray._private.worker as ray_worker
+from sweeplab.sweep import cluster
+
+cluster.start_ray({"address": None, "num_cpus": 1}, Path(sys.argv[1])).wait()
+holder = type("Trainable", (), {})()
+holder.cycle, holder.ref = holder, ray.put(b"x" * 1000)
+del holder
+real, in_window, collected = ray_worker.global_worker.core_worker, threading.Event(), threading.Event()
+
+class Stopping:
+    def __getattr__(self, name):
+        return getattr(real, name)
+
+    def shutdown_driver(self):
+        real.shutdown_driver()
+        in_window.set()
+        collected.wait(60)
+
+ray_worker.global_worker.core_worker = Stopping()
+stopping = cluster.shutdown_soon()
+assert in_window.wait(60)
+gc.collect()
+collected.set()
+stopping.join()
+print("survived", gc.isenabled())
+"""
+
+
+def test_garbage_collected_while_ray_stops_does_not_end_the_driver(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-c", COLLECT_WHILE_RAY_STOPS, str(tmp_path / "driver.log")],
+        capture_output=True, text=True, timeout=180, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.split() == ["survived", "True"], out.stdout + out.stderr
+
+
 def test_a_sweep_whose_trials_cannot_train_is_refused_with_trains_own_line(workdir):
     """Token-id models on images: every trial would fail and be retried; refused up front instead."""
     out = sweeplab("sweep", *TINY, "model=embedding_bag", cwd=workdir)

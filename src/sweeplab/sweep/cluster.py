@@ -6,6 +6,7 @@ Ray's own console output is routed to the sweep's ``driver.log``: the user sees 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -203,20 +204,38 @@ def _reachable(address: str) -> None:
 
 def shutdown() -> None:
     """Stop Ray (a local instance's processes and their reaper), on whichever thread started it."""
-    global _ray_thread
-    if _ray_thread is not None:
-        _ray_thread.stop()
-        _ray_thread = None
-    else:
-        _stop_ray()
+    _hold_collector()
+    _shutdown()
 
 
 def shutdown_soon() -> threading.Thread:
     """:func:`shutdown` on a thread (about 1.3 s, mostly waiting for Ray's processes to exit) while
     the driver summarizes; join it before Ray may start again."""
-    thread = threading.Thread(target=shutdown, name="ray-shutdown")
+    _hold_collector()  # here, before Ray begins to stop
+    thread = threading.Thread(target=_shutdown, name="ray-shutdown")
     thread.start()
     return thread
+
+
+def _hold_collector() -> None:
+    """Ray ends the whole process (exit 1, "The core worker has already been shutdown") when its
+    core worker is used while it shuts down, and the cyclic collector frees the ObjectRefs that
+    Tune's trainables hold (``tune.with_parameters``) on whichever thread happens to allocate:
+    the summary's, the outbox's. Free them now, while Ray is up; no collection until it is down."""
+    gc.collect()
+    gc.disable()
+
+
+def _shutdown() -> None:
+    global _ray_thread
+    try:
+        if _ray_thread is not None:
+            _ray_thread.stop()
+            _ray_thread = None
+        else:
+            _stop_ray()
+    finally:
+        gc.enable()
 
 
 def _stop_ray() -> None:
