@@ -132,6 +132,7 @@ def test_the_goal_is_met_only_when_sweeplab_is_as_fast_as_accurate_and_first_to_
     optuna = [run("optuna", s, 450.0, 0.901, reach(80.0), None if s else reach(200.0)) for s in range(3)]
     verdict = peers.goal(results_of([*ours, *optuna]))
     assert [ok for _, ok in verdict] == [True, True, True]
+    assert verdict[2][0].endswith(": 151 s vs never")  # Optuna's median never reached 0.90
 
     # a peer whose chosen model is more accurate
     better = [{**r, "test_acc": 0.905} for r in optuna]

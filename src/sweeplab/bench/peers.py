@@ -192,9 +192,12 @@ def goal(results: dict[str, Any], threshold: str = "0.90") -> list[tuple[str, bo
     def text(v: float, fmt: str) -> str:
         return "never" if math.isinf(v) else format(v, fmt)
 
+    def seconds(v: float) -> str:
+        return text(v, ".0f") + ("" if math.isinf(v) else " s")
+
     return [
         (
-            f"wall time at most every peer's: {_num(ours['wall_s'], '.0f')} s vs {text(least_wall, '.0f')} s",
+            f"wall time at most every peer's: {_num(ours['wall_s'], '.0f')} s vs {seconds(least_wall)}",
             not failed and worst(ours["wall_s"], math.inf) <= least_wall,
         ),
         (
@@ -203,8 +206,8 @@ def goal(results: dict[str, Any], threshold: str = "0.90") -> list[tuple[str, bo
             not failed and worst(ours["test_acc"], -math.inf) >= best_test,
         ),
         (
-            f"val acc {threshold} reached sooner than every peer: {text(reach(ours), '.0f')} s vs "
-            f"{text(first_reach, '.0f')} s",
+            f"val acc {threshold} reached sooner than every peer: {seconds(reach(ours))} vs "
+            f"{seconds(first_reach)}",
             not failed and reach(ours) < first_reach,
         ),
     ]
