@@ -164,6 +164,7 @@ def test_server_still_down_at_the_end_then_sync_delivers_everything(server, tmp_
     out = (tmp_path / "sweep.out").read_text()
     last = [line for line in out.splitlines() if line.strip()][-1]
     assert "records are waiting" in last and "sweeplab sweep sync outage" in last, out
+    assert "(last error: " in last, out  # why the store could not be reached, as it answered last
     # the sweep trained on with the store away for longer than MLflow's client would have kept at a write
     assert time.monotonic() - stopped > MLFLOW_GIVES_UP_S, out
     server.start()
