@@ -20,7 +20,8 @@ from servers import listening_addresses
 
 import sweeplab
 from sweeplab.cli import main
-from sweeplab.models import WithProbabilities, build_model
+from sweeplab.build import build_model
+from sweeplab.models import WithProbabilities
 from sweeplab.run import train_and_track
 
 SWEEPLAB = [sys.executable, "-m", "sweeplab.cli"]

@@ -8,7 +8,7 @@ from conftest import blobs
 
 from sweeplab.config import GROUPS, ConfigError, compose, group_options, to_container, validate_sweep
 from sweeplab.data import DataBundle
-from sweeplab.models import build_model
+from sweeplab.build import build_model
 from sweeplab.training import Trainer
 
 ALIASES = {("optimizer", "momentum"): "sgd"}  # an option that presets another's schema
@@ -26,6 +26,13 @@ def image_and_token_data() -> tuple[DataBundle, DataBundle]:
     )
 
 
+def regression_data() -> DataBundle:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60, 5, generator=g)
+    y = x @ torch.randn(5, 2, generator=g)
+    return DataBundle.of((x[:36], y[:36]), (x[36:48], y[36:48]), (x[48:], y[48:]))
+
+
 @pytest.mark.parametrize("group", [g for g in GROUPS if g != "experiment"])
 def test_every_option_composes_and_instantiates(group, make_cfg):
     options = group_options(group)
@@ -37,7 +44,10 @@ def test_every_option_composes_and_instantiates(group, make_cfg):
             assert cfg[group]["name"] == ALIASES.get((group, option), option)
         if group == "data":
             continue  # loading is tested in tests/data
-        trainer = Trainer(cfg, tokens if cfg["model"]["name"] == "embedding_bag" else images)
+        data = tokens if cfg["model"]["name"] == "embedding_bag" else images
+        if group == "loss" and option != "auto":  # the regression losses
+            data = regression_data()
+        trainer = Trainer(cfg, data)
         trainer.train_epoch()  # the built optimizer, schedule and penalty actually run
 
 

@@ -9,13 +9,13 @@ import torch
 from conftest import blobs
 from torch import nn
 
+from sweeplab.build import build_model
 from sweeplab.data import DataBundle
 from sweeplab.models import (
     CNN,
     MLP,
     EmbeddingBagClassifier,
     WithProbabilities,
-    build_model,
     glorot_init,
     load_word_vectors,
 )

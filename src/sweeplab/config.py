@@ -14,7 +14,6 @@ everything downstream (training, Ray workers, tracking) sees ordinary Python dat
 from __future__ import annotations
 
 import difflib
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
+
+from sweeplab import project
 
 GROUPS = (
     "data",
@@ -36,6 +36,8 @@ GROUPS = (
     "optimizer",
     "regularizer",
     "lr_schedule",
+    "loss",
+    "metrics",
     "trainer",
     "tracking",
     "search",
@@ -65,6 +67,7 @@ class Vectorize(str, Enum):
 
 @dataclass
 class DataConfig:
+    _target_: str = MISSING  # a function returning a DataBundle (sweeplab.build.build_data)
     name: str = MISSING
     root: str | None = None
     val_size: float = 0.1  # a fraction in (0, 1) or a number of samples
@@ -74,6 +77,7 @@ class DataConfig:
 
 @dataclass
 class FashionMNISTConfig(DataConfig):
+    _target_: str = "sweeplab.data.fashion_mnist.load"
     name: str = "fashion_mnist"
     val_size: float = 5000
     download: bool = True
@@ -81,12 +85,14 @@ class FashionMNISTConfig(DataConfig):
 
 @dataclass
 class DigitsConfig(DataConfig):
+    _target_: str = "sweeplab.data.digits.load"
     name: str = "digits"
     val_size: float = 0.2
 
 
 @dataclass
 class IMDBConfig(DataConfig):
+    _target_: str = "sweeplab.data.imdb.load"
     name: str = "imdb"
     val_size: float = 10000
     scale: Scale = Scale.none
@@ -101,6 +107,7 @@ class IMDBConfig(DataConfig):
 
 @dataclass
 class NPZConfig(DataConfig):
+    _target_: str = "sweeplab.data.npz.load"
     name: str = "npz"
     path: str | None = None
     test_size: float = 0.2
@@ -121,6 +128,7 @@ class Init(str, Enum):
 
 @dataclass
 class ModelConfig:
+    _target_: str = MISSING  # an nn.Module class or factory, given the data's metadata (build_model)
     name: str = MISSING
     activation: Activation = Activation.relu
     init: Init = Init.glorot_uniform
@@ -128,12 +136,14 @@ class ModelConfig:
 
 @dataclass
 class MLPConfig(ModelConfig):
+    _target_: str = "sweeplab.models.MLP"
     name: str = "mlp"
     hidden: list[int] = field(default_factory=lambda: [128])
 
 
 @dataclass
 class CNNConfig(ModelConfig):
+    _target_: str = "sweeplab.models.CNN"
     name: str = "cnn"
     channels: list[int] = field(default_factory=lambda: [32, 64])
     kernel_size: int = 3
@@ -142,6 +152,7 @@ class CNNConfig(ModelConfig):
 
 @dataclass
 class EmbeddingBagConfig(ModelConfig):
+    _target_: str = "sweeplab.models.EmbeddingBagClassifier"
     name: str = "embedding_bag"
     embedding_dim: int = 64
     hidden: list[int] = field(default_factory=list)
@@ -152,12 +163,15 @@ class EmbeddingBagConfig(ModelConfig):
 # ---------------------------------------------------------------- optimizer
 @dataclass
 class OptimizerConfig:
+    _target_: str = MISSING  # a torch.optim class (or factory), given the parameters (build_optimizer)
+    _partial_: bool = True
     name: str = MISSING
     lr: float = 1e-3
 
 
 @dataclass
 class SGDConfig(OptimizerConfig):
+    _target_: str = "torch.optim.SGD"
     name: str = "sgd"
     lr: float = 0.01
     momentum: float = 0.0
@@ -166,6 +180,7 @@ class SGDConfig(OptimizerConfig):
 
 @dataclass
 class RMSpropConfig(OptimizerConfig):
+    _target_: str = "torch.optim.RMSprop"
     name: str = "rmsprop"
     alpha: float = 0.9  # Keras's rho
     eps: float = 1e-7
@@ -175,6 +190,7 @@ class RMSpropConfig(OptimizerConfig):
 
 @dataclass
 class AdamConfig(OptimizerConfig):
+    _target_: str = "torch.optim.Adam"
     name: str = "adam"
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-7
@@ -183,12 +199,14 @@ class AdamConfig(OptimizerConfig):
 
 @dataclass
 class AdamWConfig(AdamConfig):
+    _target_: str = "torch.optim.AdamW"
     name: str = "adamw"
     weight_decay: float = 0.01  # decoupled decay: AdamW's whole point
 
 
 @dataclass
 class AdagradConfig(OptimizerConfig):
+    _target_: str = "torch.optim.Adagrad"
     name: str = "adagrad"
     lr: float = 0.01
     initial_accumulator_value: float = 0.1
@@ -200,6 +218,7 @@ class AdagradConfig(OptimizerConfig):
 class RegularizerConfig:
     """Weight penalties (on weights, not biases, as Keras's kernel_regularizer) and layer regularizers."""
 
+    _target_: str = "sweeplab.regularizers.WeightPenalty"  # given the model (build_penalty)
     name: str = "none"
     l1: float = 0.0
     l2: float = 0.0
@@ -210,16 +229,20 @@ class RegularizerConfig:
 # ------------------------------------------------------------- lr schedule
 @dataclass
 class LRScheduleConfig:
+    _target_: str = MISSING  # given the optimizer (and epochs, if it asks): build_lr_schedule
+    _partial_: bool = True
     name: str = MISSING
 
 
 @dataclass
 class ConstantLRConfig(LRScheduleConfig):
+    _target_: str = "sweeplab.schedules.constant"
     name: str = "constant"
 
 
 @dataclass
 class StepLRConfig(LRScheduleConfig):
+    _target_: str = "torch.optim.lr_scheduler.StepLR"
     name: str = "step"
     step_size: int = 10  # epochs
     gamma: float = 0.5
@@ -227,22 +250,35 @@ class StepLRConfig(LRScheduleConfig):
 
 @dataclass
 class ExponentialLRConfig(LRScheduleConfig):
+    _target_: str = "torch.optim.lr_scheduler.ExponentialLR"
     name: str = "exponential"
     gamma: float = 0.95  # per epoch
 
 
 @dataclass
 class CosineLRConfig(LRScheduleConfig):
+    _target_: str = "sweeplab.schedules.cosine"
     name: str = "cosine"
     min_lr: float = 0.0  # reached at trainer.epochs
 
 
 @dataclass
 class ReduceOnPlateauConfig(LRScheduleConfig):
+    _target_: str = "torch.optim.lr_scheduler.ReduceLROnPlateau"
     name: str = "reduce_on_plateau"
     factor: float = 0.5
     patience: int = 2
     min_lr: float = 0.0
+
+
+# --------------------------------------------------------------------- loss
+@dataclass
+class LossConfig:
+    """The training loss; ``auto`` (no target) is the task's own: cross-entropy for classes, one
+    sigmoid unit's binary cross-entropy for two, mean squared error for regression."""
+
+    _target_: str | None = None
+    name: str = "auto"
 
 
 # ------------------------------------------------------------------ trainer
@@ -360,11 +396,15 @@ class ClusterConfig:
 
 @dataclass
 class Config:
-    data: DataConfig = MISSING
-    model: ModelConfig = MISSING
-    optimizer: OptimizerConfig = MISSING
-    regularizer: RegularizerConfig = MISSING
-    lr_schedule: LRScheduleConfig = MISSING
+    # Any: an option may point at the user's own code with keys of its own (checked against its
+    # target's signature: sweeplab.targets); sweeplab's options keep their typed schemas below.
+    data: Any = MISSING
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    regularizer: Any = MISSING
+    lr_schedule: Any = MISSING
+    loss: Any = MISSING
+    metrics: dict[str, Any] = field(default_factory=dict)  # name -> a metric's target: val/<name>
     trainer: TrainerConfig = MISSING
     tracking: TrackingConfig = MISSING
     search: SearchConfig = MISSING
@@ -382,6 +422,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         c().name: c
         for c in (ConstantLRConfig, StepLRConfig, ExponentialLRConfig, CosineLRConfig, ReduceOnPlateauConfig)
     },
+    "loss": {"loss": LossConfig},
     "trainer": {"trainer": TrainerConfig},
     "tracking": {"tracking": TrackingConfig},
     "search": {"search": SearchConfig},
@@ -399,54 +440,95 @@ def register_configs() -> None:
 
 
 # ------------------------------------------------------------------ compose
-def config_dir() -> Path:
-    """``$SWEEPLAB_CONFIG_DIR``; else the repository's ``conf/`` beside ``src/`` (a source checkout);
-    else the copy installed with the package (``sweeplab/conf``, mapped from ``conf/`` when the wheel
-    is built)."""
-    if env := os.environ.get("SWEEPLAB_CONFIG_DIR"):
-        candidates = [Path(env)]
-    else:
-        here = Path(__file__).resolve().parent
-        candidates = [here.parents[1] / "conf", here / "conf"]
-    for path in candidates:
-        if (path / "config.yaml").is_file():
-            return path
-    raise ConfigError(
-        f"no config.yaml in {' or '.join(map(str, candidates))}; set SWEEPLAB_CONFIG_DIR to sweeplab's "
-        "conf/ directory"
-    )
+# The groups whose option is built by Hydra's instantiate from its ``_target_`` (sweeplab.build).
+BUILT = ("data", "model", "optimizer", "regularizer", "lr_schedule", "loss")
+
+
+def config_dirs() -> list[Path]:
+    """Where options are looked up, first match first: the user's project (``--config-dir``,
+    ``$SWEEPLAB_CONFIG_DIR`` or ``./conf``), then sweeplab's own ``conf/``."""
+    try:
+        own = project.conf_dir()
+        return [*([own] if own else []), project.builtin_conf_dir()]
+    except project.ProjectError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+    return sorted({p.stem for d in config_dirs() for p in (d / group).glob("*.yaml")})
 
 
-_initialized_dir: str | None = None
+_initialized: tuple[str, ...] = ()
 
 
 def _ensure_hydra() -> None:
-    """Initialize Hydra on the config directory once per process (a sweep composes many configs)."""
-    global _initialized_dir
-    directory = str(config_dir())
-    if _initialized_dir == directory and GlobalHydra.instance().is_initialized():
+    """Initialize Hydra on the config directories once per process (a sweep composes many configs).
+
+    Hydra's own ``hydra.searchpath`` appends after the primary directory, so a project could add
+    options but not override sweeplab's: the project's folder is put first in the search path."""
+    global _initialized
+    dirs = tuple(str(d) for d in config_dirs())
+    if _initialized == dirs and GlobalHydra.instance().is_initialized():
         return
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path
+
     register_configs()
     GlobalHydra.instance().clear()
-    initialize_config_dir(config_dir=directory, version_base="1.3")
-    _initialized_dir = directory
+    search_path = create_config_search_path(f"file://{dirs[-1]}")
+    for d in dirs[:-1]:
+        search_path.prepend(provider="sweeplab project", path=f"file://{d}")
+    Hydra.create_main_hydra2(task_name="sweeplab", config_search_path=search_path)
+    project.make_importable()
+    _initialized = dirs
 
 
 def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "config") -> DictConfig:
     """Compose ``conf/config.yaml`` with Hydra overrides and validate it against the schema."""
     _ensure_hydra()
+    overrides = list(overrides)
+    refuse_misplaced(overrides)
     try:
-        cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+        cfg = hydra_compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+        choices = dict(cfg.hydra.runtime.choices)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        name_options(cfg, choices)
         # Touch every value so interpolations and MISSING fields fail here, not mid-run.
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(explain(exc)) from None
+        raise ConfigError(explain(exc, overrides)) from None
     validate(cfg)
     return cfg
+
+
+def name_options(cfg: DictConfig, choices: Mapping[str, Any]) -> None:
+    """A project's option needs no ``name:`` of its own: it is called by its file's name (what run
+    names, params and the summary show)."""
+    for group in BUILT:
+        node = cfg.get(group)
+        if isinstance(node, DictConfig) and node.get("name") is None and choices.get(group):
+            with open_dict(node):
+                node["name"] = choices[group]
+
+
+def refuse_misplaced(overrides: list[str]) -> None:
+    """Overrides Hydra would read otherwise than meant, refused with what to write instead."""
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        if key.lstrip("+~") == "hydra.searchpath":
+            for path in re.findall(r"(?:file://)?([^\[\],'\"]+)", value):
+                if not path.startswith("pkg://") and not Path(path.strip()).is_dir():
+                    raise ConfigError(
+                        f"hydra.searchpath: {path.strip()} is not a folder; sweeplab layers your project's "
+                        "conf/ over its own without it: run from the folder that holds conf/, or pass "
+                        "--config-dir DIR"
+                    )
+        if eq and key.lstrip("+~") == "search.space" and value.lstrip().startswith("["):
+            raise ConfigError(
+                "search.space is a mapping of keys to distributions, not a list; write e.g. "
+                "'search.space={optimizer.lr: loguniform[1e-4, 1e-2]}' or put it in conf/search/<name>.yaml"
+            )
 
 
 def with_value(cfg: DictConfig, key: str, value: Any) -> DictConfig:
@@ -520,7 +602,7 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # type: ignore[return-value]
 
 
-def explain(exc: BaseException) -> str:
+def explain(exc: BaseException, overrides: list[str] | tuple[str, ...] = ()) -> str:
     """One line from Hydra's/OmegaConf's multi-line errors, with the valid choices."""
     text = str(exc)
     cause = exc.__cause__ or exc.__context__
@@ -530,7 +612,7 @@ def explain(exc: BaseException) -> str:
 
     missing_key = _search(r"Key '([^']+)' not in '", text) or _search(r"Key '([^']+)' is not in struct", text)
     if missing_key and full_key:
-        return explain_missing(full_key)
+        return explain_missing(full_key, overrides)
 
     m = re.search(r"Could not find '([^/']+)/([^']+)'", text)
     if m:
@@ -543,7 +625,23 @@ def explain(exc: BaseException) -> str:
 
     m = re.search(r"Could not override '([^']+)'", text)
     if m and "Key '" in text:
-        return explain_missing(m.group(1))
+        return explain_missing(m.group(1), overrides)
+
+    m = re.search(r"Could not append to config. An item is already at '([^']+)'", text)
+    if m:
+        return f"{m.group(1)} is already set; override it without the leading +: {m.group(1)}=..."
+
+    if "Cannot merge DictConfig with ListConfig" in text or "Merge error: ListConfig" in text:
+        where = _search(r"In '([^']+)'", text)
+        return (
+            f"{where or 'a config'}: a list where a mapping belongs (e.g. search.space is key: distribution "
+            "lines, not '- ' items); write it as 'key: value' entries"
+        )
+
+    m = re.search(r"Value '([^']*)' (?:of type '[^']*' )?is not a ListConfig|(\w+) is not a ListConfig", text)
+    if m and full_key:
+        value = _override_value(full_key, overrides) or m.group(1) or "value"
+        return f"{full_key}={value} must be a list: write {full_key}=[{value}]"
 
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
     if full_key and full_key not in first:
@@ -553,29 +651,52 @@ def explain(exc: BaseException) -> str:
     return first
 
 
-def explain_missing(full_key: str) -> str:
+def _override_value(key: str, overrides: list[str] | tuple[str, ...]) -> str | None:
+    return next((o.partition("=")[2] for o in overrides if o.partition("=")[0].lstrip("+~") == key), None)
+
+
+def explain_missing(full_key: str, overrides: list[str] | tuple[str, ...] = ()) -> str:
     parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
-    valid = _keys_of(parent)
-    hint = _did_you_mean(full_key.rsplit(".", 1)[-1], valid)
+    leaf = full_key.rsplit(".", 1)[-1]
+    valid = _keys_of(parent, [o for o in overrides if o.partition("=")[0].lstrip("+~") != full_key])
+    hint = _did_you_mean(leaf, valid)
+    if not hint and not parent:  # `epochs=5`: the key lives in a section
+        others = [o for o in overrides if "=" in o and "." in o]
+        homes = [k for k in _all_keys(others) if k.endswith(f".{leaf}")]
+        hint = f" (did you mean '{homes[0]}'?)" if homes else ""
     return (
         f"unknown config key '{full_key}'{hint}; valid keys under '{parent or '<root>'}': {', '.join(valid)}"
     )
 
 
-def _keys_of(dotted: str) -> list[str]:
-    """Keys the schema allows under a dotted path, looked up in the default composition."""
+def _keys_of(dotted: str, overrides: list[str]) -> list[str]:
+    """Keys under a dotted path of the config the other overrides compose (a project's option has
+    keys of its own); the schema's keys when that does not compose either."""
     if not dotted:
         return sorted(f.name for f in Config.__dataclass_fields__.values())
+    try:
+        node = OmegaConf.select(hydra_compose(config_name="config", overrides=overrides), dotted)
+    except (HydraException, OmegaConfBaseException):
+        node = None
+    if isinstance(node, DictConfig):
+        return sorted(str(k) for k in node if not str(k).startswith("_"))
     group, _, rest = dotted.partition(".")
-    schemas = SCHEMAS.get(group, {})
     keys: set[str] = set()
-    for schema in schemas.values():
+    for schema in SCHEMAS.get(group, {}).values():
         node = OmegaConf.structured(schema)
         for part in filter(None, rest.split(".")):
             node = node.get(part) if isinstance(node, DictConfig) else None
         if isinstance(node, DictConfig):
-            keys.update(str(k) for k in node)
+            keys.update(str(k) for k in node if not str(k).startswith("_"))
     return sorted(keys)
+
+
+def _all_keys(overrides: list[str]) -> list[str]:
+    try:
+        cfg = hydra_compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException):
+        return []
+    return sorted(flatten(OmegaConf.to_container(cfg, resolve=False)))
 
 
 def _did_you_mean(word: str, choices: list[str]) -> str:

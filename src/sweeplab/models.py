@@ -1,14 +1,16 @@
-"""The networks: nn.Module classes, and one function that builds them from config + data metadata.
+"""The course's networks: nn.Module classes that ``conf/model/*.yaml`` name with ``_target_``.
 
-Models output logits. A two-class problem gets a single output unit (the course's
-sigmoid + binary cross-entropy); more classes get one unit per class (softmax +
-cross-entropy). The activation on the output lives in the loss for numerical
-stability, and in :class:`WithProbabilities` for the logged, deployable model.
+They are built as a user's own model is (:func:`sweeplab.build.build_model`): the config's keys as
+arguments, plus what the data tells (``input_shape``, ``num_outputs``, ``kind``...) and the
+regularizer's ``dropout`` and ``batch_norm``. Models output logits. A two-class problem gets a
+single output unit (the course's sigmoid + binary cross-entropy); more classes one unit per class
+(softmax + cross-entropy). The activation on the output lives in the loss for numerical stability,
+and in :class:`WithProbabilities` for the logged, deployable model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,26 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def output_units(num_classes: int) -> int:
+def output_units(num_classes: int, num_outputs: int | None = None) -> int:
+    """One unit per class, one sigmoid unit for two; ``num_outputs`` (the data's) when given."""
+    if num_outputs is not None:
+        return num_outputs
     return 1 if num_classes == 2 else num_classes
+
+
+def refuse_tokens(model: str, kind: str) -> None:
+    if kind == "tokens":
+        raise ValueError(
+            f"model={model} cannot read token ids; use model=embedding_bag or data.vectorize=multi_hot"
+        )
+
+
+def initialize(model: nn.Module, init: str) -> None:
+    """``glorot_uniform`` (Keras's default: the course's networks) or ``torch_default``."""
+    if init == "glorot_uniform":
+        glorot_init(model)
+    elif init != "torch_default":
+        raise ValueError(f"model.init={init!r} is not one of: glorot_uniform, torch_default")
 
 
 def dense_block(n_in: int, n_out: int, activation: str, dropout: float, batch_norm: bool) -> list[nn.Module]:
@@ -44,12 +64,16 @@ class MLP(nn.Sequential):
     def __init__(
         self,
         input_shape: Sequence[int],
-        num_classes: int,
+        num_classes: int = 0,
         hidden: Sequence[int] = (128,),
         activation: str = "relu",
         dropout: float = 0.0,
         batch_norm: bool = False,
+        init: str = "torch_default",
+        kind: str = "vector",
+        num_outputs: int | None = None,
     ):
+        refuse_tokens("mlp", kind)
         n_in = 1
         for d in input_shape:
             n_in *= d
@@ -57,8 +81,9 @@ class MLP(nn.Sequential):
         for width in hidden:
             layers += dense_block(n_in, width, activation, dropout, batch_norm)
             n_in = width
-        layers.append(nn.Linear(n_in, output_units(num_classes)))
+        layers.append(nn.Linear(n_in, output_units(num_classes, num_outputs)))
         super().__init__(*layers)
+        initialize(self, init)
 
 
 class CNN(nn.Module):
@@ -72,15 +97,19 @@ class CNN(nn.Module):
     def __init__(
         self,
         input_shape: Sequence[int],
-        num_classes: int,
+        num_classes: int = 0,
         channels: Sequence[int] = (32, 64),
         kernel_size: int = 3,
         hidden: Sequence[int] = (128,),
         activation: str = "relu",
         dropout: float = 0.0,
         batch_norm: bool = False,
+        init: str = "torch_default",
+        kind: str = "image",
+        num_outputs: int | None = None,
     ):
         super().__init__()
+        refuse_tokens("cnn", kind)
         shape = tuple(input_shape)
         self.one_channel = len(shape) == 1  # (N, length) batches get their channel in forward
         if self.one_channel:
@@ -107,7 +136,10 @@ class CNN(nn.Module):
                 size = [s // 2 for s in size]
             c_in = c_out
         self.features = nn.Sequential(*blocks)
-        self.head = MLP((c_in, *size), num_classes, hidden, activation, dropout, batch_norm)
+        self.head = MLP(
+            (c_in, *size), num_classes, hidden, activation, dropout, batch_norm, num_outputs=num_outputs
+        )
+        initialize(self, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.one_channel:
@@ -125,30 +157,49 @@ class EmbeddingBagClassifier(nn.Module):
     def __init__(
         self,
         num_embeddings: int,
-        num_classes: int,
+        num_classes: int = 0,
         embedding_dim: int = 64,
         hidden: Sequence[int] = (),
         activation: str = "relu",
         dropout: float = 0.0,
         batch_norm: bool = False,
-        pretrained: torch.Tensor | None = None,
+        pretrained: torch.Tensor | str | None = None,
         freeze_pretrained: bool = False,
+        init: str = "torch_default",
+        kind: str = "tokens",
+        num_outputs: int | None = None,
+        vocab: Sequence[str] | None = None,
     ):
         super().__init__()
+        if kind != "tokens":
+            raise ValueError(
+                f"model=embedding_bag needs token ids but data={kind}; set data.vectorize=sequence"
+            )
+        if isinstance(pretrained, str):  # a GloVe / word2vec text file: rows for the data's vocabulary
+            pretrained, _ = load_word_vectors(pretrained, vocab or [], embedding_dim)
         self.embedding = nn.EmbeddingBag(num_embeddings, embedding_dim, mode="mean", padding_idx=0)
         if pretrained is not None:
             with torch.no_grad():
                 self.embedding.weight[: len(pretrained)] = pretrained
             self.embedding.weight.requires_grad_(not freeze_pretrained)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.head = MLP((embedding_dim,), num_classes, hidden, activation, dropout, batch_norm)
+        self.head = MLP(
+            (embedding_dim,), num_classes, hidden, activation, dropout, batch_norm, num_outputs=num_outputs
+        )
+        initialize(self, init)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.embedding(tokens)))
 
 
+def deployable(model: nn.Module, data: Any) -> nn.Module:
+    """What a run logs and registers: class probabilities for a classifier, the outputs themselves
+    for a regression model."""
+    return WithProbabilities(model, data.num_classes) if data.task == "classification" else model
+
+
 class WithProbabilities(nn.Module):
-    """The deployable form of a trained model: outputs class probabilities, not logits."""
+    """The deployable form of a trained classifier: outputs class probabilities, not logits."""
 
     def __init__(self, model: nn.Module, num_classes: int):
         super().__init__()
@@ -202,57 +253,3 @@ def load_word_vectors(path: str | Path, vocab: Sequence[str], dim: int) -> tuple
             matrix[i] = torch.tensor([float(v) for v in parts[1:]])
             found += 1
     return matrix, found
-
-
-def build_model(model_cfg: Mapping[str, Any], regularizer_cfg: Mapping[str, Any], data: Any) -> nn.Module:
-    """Build the model named in ``model_cfg`` for a :class:`~sweeplab.data.DataBundle`'s shapes.
-
-    Dropout and batch norm come from the regularizer group, so a sweep can switch
-    regularizers without touching the model's shape.
-    """
-    name = model_cfg["name"]
-    common = dict(
-        num_classes=data.num_classes,
-        activation=model_cfg["activation"],
-        dropout=float(regularizer_cfg["dropout"]),
-        batch_norm=bool(regularizer_cfg["batch_norm"]),
-    )
-    if name == "mlp":
-        if data.kind == "tokens":
-            raise ValueError(
-                "model=mlp cannot read token ids; use model=embedding_bag or data.vectorize=multi_hot"
-            )
-        model: nn.Module = MLP(data.input_shape, hidden=model_cfg["hidden"], **common)
-    elif name == "cnn":
-        if data.kind == "tokens":
-            raise ValueError(
-                "model=cnn cannot read token ids; use model=embedding_bag or data.vectorize=multi_hot"
-            )
-        model = CNN(
-            data.input_shape,
-            channels=model_cfg["channels"],
-            kernel_size=model_cfg["kernel_size"],
-            hidden=model_cfg["hidden"],
-            **common,
-        )
-    elif name == "embedding_bag":
-        if data.kind != "tokens":
-            raise ValueError(
-                f"model=embedding_bag needs token ids but data={data.kind}; set data.vectorize=sequence"
-            )
-        pretrained = None
-        if model_cfg.get("pretrained"):
-            pretrained, _ = load_word_vectors(model_cfg["pretrained"], data.vocab, model_cfg["embedding_dim"])
-        model = EmbeddingBagClassifier(
-            data.num_embeddings,
-            embedding_dim=model_cfg["embedding_dim"],
-            hidden=model_cfg["hidden"],
-            pretrained=pretrained,
-            freeze_pretrained=model_cfg.get("freeze_pretrained", False),
-            **common,
-        )
-    else:
-        raise ValueError(f"unknown model {name!r}; choose one of: cnn, embedding_bag, mlp")
-    if model_cfg["init"] == "glorot_uniform":
-        glorot_init(model)
-    return model

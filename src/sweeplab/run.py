@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.data import DataBundle, load_data
-from sweeplab.models import WithProbabilities
+from sweeplab.models import deployable
 from sweeplab.plots import learning_curves
 from sweeplab.status import TrialStatus
 from sweeplab.summary import model_summary
@@ -60,8 +60,8 @@ def log_run_artifacts(
             },
         )
         if cfg["tracking"]["log_model"]:
-            deployable = WithProbabilities(trainer.model, trainer.data.num_classes)
-            tracker.log_model(run_id, deployable, trainer.data.x_val[:8], step=result.best_epoch or 0)
+            model = deployable(trainer.model, trainer.data)
+            tracker.log_model(run_id, model, trainer.data.x_val[:8], step=result.best_epoch or 0)
 
 
 def train_and_track(

@@ -20,56 +20,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from sweeplab.build import (
+    build_loss,
+    build_lr_schedule,
+    build_metrics,
+    build_model,
+    build_optimizer,
+    build_penalty,
+    check_output,
+)
 from sweeplab.data import DataBundle
-from sweeplab.models import build_model
-from sweeplab.regularizers import WeightPenalty
+from sweeplab.data.bundle import REGRESSION
 from sweeplab.status import TrialStatus
 
 COMPLETED, EARLY_STOPPED, DIVERGED = TrialStatus.completed, TrialStatus.early_stopped, TrialStatus.diverged
-
-
-# ------------------------------------------------------------- optimizers
-def build_optimizer(cfg: Mapping[str, Any], params) -> torch.optim.Optimizer:
-    name, lr = cfg["name"], float(cfg["lr"])
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], nesterov=cfg["nesterov"])
-    if name == "rmsprop":
-        return torch.optim.RMSprop(
-            params,
-            lr=lr,
-            alpha=cfg["alpha"],
-            eps=cfg["eps"],
-            momentum=cfg["momentum"],
-            centered=cfg["centered"],
-        )
-    if name in ("adam", "adamw"):
-        cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-        extra = {"weight_decay": cfg["weight_decay"]} if name == "adamw" else {}
-        return cls(params, lr=lr, betas=tuple(cfg["betas"]), eps=cfg["eps"], amsgrad=cfg["amsgrad"], **extra)
-    if name == "adagrad":
-        return torch.optim.Adagrad(
-            params, lr=lr, initial_accumulator_value=cfg["initial_accumulator_value"], eps=cfg["eps"]
-        )
-    raise ValueError(f"unknown optimizer {name!r}; choose one of: adagrad, adam, adamw, rmsprop, sgd")
-
-
-def build_lr_schedule(cfg: Mapping[str, Any], optimizer: torch.optim.Optimizer, epochs: int):
-    """A per-epoch learning-rate schedule, or None for a constant rate."""
-    name = cfg["name"]
-    sched = torch.optim.lr_scheduler
-    if name == "constant":
-        return None
-    if name == "step":
-        return sched.StepLR(optimizer, step_size=cfg["step_size"], gamma=cfg["gamma"])
-    if name == "exponential":
-        return sched.ExponentialLR(optimizer, gamma=cfg["gamma"])
-    if name == "cosine":
-        return sched.CosineAnnealingLR(optimizer, T_max=max(epochs, 1), eta_min=cfg["min_lr"])
-    if name == "reduce_on_plateau":
-        return sched.ReduceLROnPlateau(
-            optimizer, mode="min", factor=cfg["factor"], patience=cfg["patience"], min_lr=cfg["min_lr"]
-        )
-    raise ValueError(f"unknown lr_schedule {name!r}; choose one of: constant, cosine, exponential, step, ...")
 
 
 # ---------------------------------------------------------- early stopping
@@ -159,7 +123,10 @@ def resolve_device(name: str) -> torch.device:
 # ----------------------------------------------------------------- evaluator and trainer
 class Evaluator:
     """A model on one :class:`DataBundle`'s tensors, measured on its splits. A chosen model's test
-    pass needs no optimizer (whose first use in a process imports torch's compiler: 1.4 s)."""
+    pass needs no optimizer (whose first use in a process imports torch's compiler: 1.4 s).
+
+    The task decides the loss unless ``loss`` names one, and the metrics: accuracy for classes;
+    mean squared and absolute error for regression; plus every metric of the ``metrics`` config."""
 
     def __init__(self, cfg: Mapping[str, Any], data: DataBundle, model: nn.Module | None = None):
         self.cfg = cfg
@@ -173,31 +140,43 @@ class Evaluator:
         torch.manual_seed(cfg["seed"])  # weight init and dropout masks
         self.device = resolve_device(tcfg["device"])
         self.data = data
-        self.binary = data.num_classes == 2
-        self.model = (model or build_model(cfg["model"], cfg["regularizer"], data)).to(self.device)
-        self.loss_fn = nn.BCEWithLogitsLoss() if self.binary else nn.CrossEntropyLoss()
+        self.regression = data.task == REGRESSION
+        model = model or build_model(cfg["model"], cfg["regularizer"], data)
+        check_output(model, data)
+        self.model = model.to(self.device)
+        self.loss_fn = build_loss(cfg.get("loss") or {}) or self._task_loss
+        self.metrics = build_metrics(cfg.get("metrics"))
         self.xs = {s: getattr(data, f"x_{s}").to(self.device) for s in ("train", "val", "test")}
         self.ys = {s: getattr(data, f"y_{s}").to(self.device) for s in ("train", "val", "test")}
 
-    def _loss_and_correct(self, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.binary:
-            out = out.squeeze(1)
-            return self.loss_fn(out, y.to(out.dtype)), ((out > 0).long() == y).sum()
-        return self.loss_fn(out, y), (out.argmax(1) == y).sum()
+    def _task_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.regression:
+            return nn.functional.mse_loss(out, y)
+        if out.shape[1] == 1:  # one sigmoid unit: the course's binary classifier
+            return nn.functional.binary_cross_entropy_with_logits(out.squeeze(1), y.to(out.dtype))
+        return nn.functional.cross_entropy(out, y)
+
+    def _hits(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        predicted = (out.squeeze(1) > 0).long() if out.shape[1] == 1 else out.argmax(1)
+        return (predicted == y).sum()
 
     @torch.no_grad()
-    def evaluate(self, split: str) -> tuple[float, float]:
-        """(mean loss, accuracy) on ``val`` or ``test`` with the model in eval mode (dropout off)."""
+    def evaluate(self, split: str) -> dict[str, float]:
+        """``<split>/loss`` and the task's and the user's metrics on ``val`` or ``test``, with the
+        model in eval mode (dropout off)."""
         self.model.eval()
         x, y = self.xs[split], self.ys[split]
-        loss_sum, correct = 0.0, 0
         bs = self.cfg["trainer"]["eval_batch_size"]
-        for start in range(0, len(x), bs):
-            loss, hits = self._loss_and_correct(self.model(x[start : start + bs]), y[start : start + bs])
-            n_b = min(bs, len(x) - start)
-            loss_sum += loss.item() * n_b
-            correct += hits.item()
-        return loss_sum / len(x), correct / len(x)
+        out = torch.cat([self.model(x[start : start + bs]) for start in range(0, len(x), bs)])
+        result = {f"{split}/loss": float(self.loss_fn(out, y))}
+        if self.regression:
+            result[f"{split}/mse"] = float(nn.functional.mse_loss(out, y))
+            result[f"{split}/mae"] = float(nn.functional.l1_loss(out, y))
+        else:
+            result[f"{split}/acc"] = int(self._hits(out, y)) / len(x)
+        for name, metric in self.metrics.items():
+            result[f"{split}/{name}"] = float(metric(out, y))
+        return result
 
 
 class Trainer(Evaluator):
@@ -210,7 +189,7 @@ class Trainer(Evaluator):
             cfg["optimizer"], [p for p in self.model.parameters() if p.requires_grad]
         )
         self.schedule = build_lr_schedule(cfg["lr_schedule"], self.optimizer, tcfg["epochs"])
-        self.penalty = WeightPenalty(self.model, cfg["regularizer"]["l1"], cfg["regularizer"]["l2"])
+        self.penalty = build_penalty(cfg["regularizer"], self.model)
         self.stopper = EarlyStopping(**tcfg["early_stopping"])
         self.shuffle = torch.Generator().manual_seed(cfg["seed"])
         self.history: list[dict[str, float]] = []
@@ -231,14 +210,18 @@ class Trainer(Evaluator):
         for start in range(0, n, bs):
             idx = perm[start : start + bs]
             xb, yb = x[idx], y[idx]
-            loss, hits = self._loss_and_correct(self.model(xb), yb)
+            out = self.model(xb)
+            loss = self.loss_fn(out, yb)
             objective = loss + self.penalty() if self.penalty else loss
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
             self.optimizer.step()
             loss_sum += loss.detach() * len(idx)
-            correct += hits
-        metrics = {"train/loss": loss_sum.item() / n, "train/acc": correct.item() / n}
+            if not self.regression:
+                correct += self._hits(out.detach(), yb)
+        metrics = {"train/loss": loss_sum.item() / n}
+        if not self.regression:
+            metrics["train/acc"] = correct.item() / n
         if self.penalty:
             with torch.no_grad():
                 metrics["train/penalty"] = self.penalty().item()
@@ -268,7 +251,7 @@ class Trainer(Evaluator):
                     f"train/loss became {metrics['train/loss']} in epoch {epoch} (lr={lr:g})",
                 )
                 break
-            metrics["val/loss"], metrics["val/acc"] = self.evaluate("val")
+            metrics.update(self.evaluate("val"))
             if not math.isfinite(metrics["val/loss"]):
                 status, reason = (
                     DIVERGED,
@@ -300,7 +283,7 @@ class Trainer(Evaluator):
             self.model.load_state_dict(self.best_state)
         test: dict[str, float] = {}
         if self.history and evaluate_test:  # a run that diverged in epoch 1 has no weights worth testing
-            test["test/loss"], test["test/acc"] = self.evaluate("test")
+            test = self.evaluate("test")
         best_epoch = self.stopper.best_epoch if self.best_state is not None else None
         return FitResult(status, reason, list(self.history), best_epoch, test)
 

@@ -10,11 +10,20 @@ from sweeplab.data import DataError, load_data
 
 
 def digits_cfg(**overrides) -> dict:
-    return {"name": "digits", "root": None, "val_size": 0.2, "split_seed": 0, "scale": "unit", **overrides}
+    return {
+        "_target_": "sweeplab.data.digits.load",
+        "name": "digits",
+        "root": None,
+        "val_size": 0.2,
+        "split_seed": 0,
+        "scale": "unit",
+        **overrides,
+    }
 
 
 def npz_cfg(path, **overrides) -> dict:
     return {
+        "_target_": "sweeplab.data.npz.load",
         "name": "npz",
         "root": None,
         "path": str(path) if path else None,

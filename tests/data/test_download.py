@@ -140,6 +140,7 @@ def test_fashion_mnist_downloads_into_the_cache(server, cache, monkeypatch, caps
 
     b = load_data(
         {
+            "_target_": "sweeplab.data.fashion_mnist.load",
             "name": "fashion_mnist",
             "root": None,
             "download": True,
@@ -153,6 +154,7 @@ def test_fashion_mnist_downloads_into_the_cache(server, cache, monkeypatch, caps
     requests = len(server.httpd.requests)
     load_data(
         {
+            "_target_": "sweeplab.data.fashion_mnist.load",
             "name": "fashion_mnist",
             "root": None,
             "download": True,
@@ -200,6 +202,7 @@ def test_imdb_downloads_and_unpacks(server, cache, monkeypatch):
     monkeypatch.setattr(imdb, "SHA256", sha)
     b = load_data(
         {
+            "_target_": "sweeplab.data.imdb.load",
             "name": "imdb",
             "root": None,
             "download": True,

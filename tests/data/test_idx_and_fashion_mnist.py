@@ -31,6 +31,7 @@ def make_fashion_dir(directory: Path, n_train: int = 50, n_test: int = 20, gz: b
 
 def cfg(root: Path | str | None, **overrides) -> dict:
     return {
+        "_target_": "sweeplab.data.fashion_mnist.load",
         "name": "fashion_mnist",
         "root": str(root) if root else None,
         "download": False,

@@ -35,6 +35,7 @@ def make_acl(root: Path) -> Path:
 
 def cfg(root, **overrides) -> dict:
     return {
+        "_target_": "sweeplab.data.imdb.load",
         "name": "imdb",
         "root": str(root),
         "download": False,

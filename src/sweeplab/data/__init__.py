@@ -17,16 +17,7 @@ __all__ = ["DataBundle", "DataError", "load_data", "split_train_val"]
 
 
 def load_data(cfg: Mapping[str, Any]) -> DataBundle:
-    """Load the data set named by ``cfg["name"]`` (the resolved ``data`` config group)."""
-    name = cfg["name"]
-    if name == "fashion_mnist":
-        from sweeplab.data.fashion_mnist import load
-    elif name == "imdb":
-        from sweeplab.data.imdb import load
-    elif name == "digits":
-        from sweeplab.data.digits import load
-    elif name == "npz":
-        from sweeplab.data.npz import load
-    else:  # the config schema rejects unknown names first; this guards direct callers
-        raise DataError(f"unknown data set {name!r}; choose one of: digits, fashion_mnist, imdb, npz")
-    return load(cfg)
+    """The data set of the resolved ``data`` config: its ``_target_`` built (sweeplab.build)."""
+    from sweeplab.build import build_data
+
+    return build_data(cfg)

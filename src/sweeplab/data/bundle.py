@@ -9,6 +9,9 @@ from typing import Any
 
 import torch
 
+CLASSIFICATION, REGRESSION = "classification", "regression"
+TASKS = (CLASSIFICATION, REGRESSION)
+
 
 class DataError(RuntimeError):
     """A data set is missing, corrupt or mis-configured; the message says how to fix it."""
@@ -36,18 +39,93 @@ class DataBundle:
     vocab: list[str] | None = None  # index i -> word, for token ids (0 = padding, 1 = out-of-vocabulary)
     num_embeddings: int | None = None  # size of the id space for "tokens" (vocab + hashed n-gram buckets)
     extra: dict = field(default_factory=dict)
+    task: str = CLASSIFICATION  # or REGRESSION: y is float (N, outputs), num_classes 0
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise DataError(f"task={self.task!r} is not one of: {', '.join(TASKS)}")
         check_trainable(self)
+
+    @classmethod
+    def of(
+        cls,
+        train: tuple[Any, Any],
+        val: tuple[Any, Any],
+        test: tuple[Any, Any],
+        *,
+        task: str | None = None,
+        num_classes: int | None = None,
+        class_names: list[str] | None = None,
+        kind: str | None = None,
+        vocab: list[str] | None = None,
+        num_embeddings: int | None = None,
+        name: str = "data",
+    ) -> DataBundle:
+        """A bundle from ``(x, y)`` pairs of numpy arrays or tensors: what a data target of one's own
+        returns. Integer labels are classification (``num_classes`` from them unless given), float
+        targets regression; ``kind`` is ``tokens`` for integer ``x``, ``image`` for (N, C, H, W),
+        else ``vector``. The fingerprint is a hash of the arrays."""
+        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (
+            (torch.as_tensor(x), torch.as_tensor(y)) for x, y in (train, val, test)
+        )
+        if task is None:
+            task = REGRESSION if y_tr.is_floating_point() else CLASSIFICATION
+        if task == REGRESSION:
+            y_tr, y_va, y_te = (y.float().reshape(len(y), -1) for y in (y_tr, y_va, y_te))
+            num_classes = 0
+        else:
+            y_tr, y_va, y_te = (y.long() for y in (y_tr, y_va, y_te))
+            if num_classes is None:
+                num_classes = int(max(int(y.max()) for y in (y_tr, y_va, y_te) if len(y))) + 1
+        if kind is None:
+            kind = "tokens" if not x_tr.is_floating_point() else "image" if x_tr.ndim == 4 else "vector"
+        if x_tr.is_floating_point():
+            x_tr, x_va, x_te = (x.float() for x in (x_tr, x_va, x_te))
+        tensors = (x_tr, y_tr, x_va, y_va, x_te, y_te)
+        return cls(
+            *tensors,
+            num_classes=num_classes,
+            kind=kind,
+            class_names=class_names or [str(i) for i in range(num_classes)],
+            fingerprint=fingerprint(*(t.contiguous().numpy().tobytes() for t in tensors)),
+            vocab=vocab,
+            num_embeddings=num_embeddings,
+            extra={"name": name},
+            task=task,
+        )
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    @property
+    def num_outputs(self) -> int:
+        """Output units a model needs: one per class (one sigmoid unit for two), one per target."""
+        if self.task == REGRESSION:
+            return int(self.y_train.shape[1]) if self.y_train.ndim == 2 else 1
+        return 1 if self.num_classes == 2 else self.num_classes
+
+    def metadata(self) -> dict[str, Any]:
+        """What a model's target may ask for by name (sweeplab.build.MODEL_INPUTS)."""
+        return {
+            "input_shape": self.input_shape,
+            "num_outputs": self.num_outputs,
+            "num_classes": self.num_classes,
+            "kind": self.kind,
+            "task": self.task,
+            "vocab": self.vocab,
+            "num_embeddings": self.num_embeddings,
+        }
+
     def describe(self) -> str:
+        target = (
+            f"{self.num_outputs} regression target(s)"
+            if self.task == REGRESSION
+            else f"{self.num_classes} classes"
+        )
         return (
             f"{len(self.x_train)} train / {len(self.x_val)} val / {len(self.x_test)} test, "
-            f"input {self.input_shape} ({self.kind}), {self.num_classes} classes"
+            f"input {self.input_shape} ({self.kind}), {target}"
         )
 
 
@@ -87,7 +165,15 @@ def check_trainable(b: DataBundle) -> None:
         if len(getattr(b, f"x_{split}")) == 0:
             raise DataError(f"{where}: the {split} split has no samples")
         check_finite(getattr(b, f"x_{split}"), f"{where}: x_{split}")
-    check_labels(where, b.num_classes, b.y_train, b.y_val, b.y_test)
+        if len(getattr(b, f"y_{split}")) != len(getattr(b, f"x_{split}")):
+            raise DataError(
+                f"{where}: the {split} split has {len(getattr(b, f'x_{split}'))} inputs but "
+                f"{len(getattr(b, f'y_{split}'))} targets"
+            )
+        if b.task == REGRESSION:
+            check_finite(getattr(b, f"y_{split}"), f"{where}: y_{split}")
+    if b.task == CLASSIFICATION:
+        check_labels(where, b.num_classes, b.y_train, b.y_val, b.y_test)
 
 
 def check_labels(where: str, num_classes: int, y_train: torch.Tensor, *others: torch.Tensor) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import torch
@@ -15,12 +13,15 @@ from sweeplab.data.bundle import DataBundle, fingerprint, scale_splits, split_tr
 TEST_FRACTION = 0.2
 
 
-def load(cfg: Mapping[str, Any]) -> DataBundle:
+def load(
+    *, root: str | None = None, val_size: float = 0.2, split_seed: int = 0, scale: str = "unit"
+) -> DataBundle:
     """Digits as (N, 1, 8, 8) float32 images with pixel values 0..16.
 
     There is no official test set, so a seeded 20 % test split is held out first
     (seed ``split_seed``), then the validation split from the rest.
     """
+    cfg = {"val_size": val_size, "split_seed": split_seed, "scale": scale}
     digits = load_digits()
     images, labels = digits.images.astype(np.float32), digits.target.astype(np.int64)
     x, y = torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels)

@@ -10,9 +10,7 @@ import argparse
 import hashlib
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -132,8 +130,16 @@ def verify(directory: str | Path | None = None) -> Path:
     return directory
 
 
-def load(cfg: Mapping[str, Any]) -> DataBundle:
-    directory = ensure_available(cfg["root"], cfg["download"])
+def load(
+    *,
+    root: str | None = None,
+    val_size: float = 5000,
+    split_seed: int = 0,
+    scale: str = "unit",
+    download: bool = True,
+) -> DataBundle:
+    cfg = {"val_size": val_size, "split_seed": split_seed, "scale": scale}
+    directory = ensure_available(root, download)
     files = find_files(directory)
     arrays, hashes = {}, []
     for name, path in files.items():

@@ -19,7 +19,7 @@ import shutil
 import tarfile
 import tempfile
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +123,32 @@ def char_ngram_ids(word: str, min_n: int, max_n: int, num_words: int, buckets: i
     )
 
 
-def load(cfg: Mapping[str, Any]) -> DataBundle:
-    vectorize, num_words, max_len = cfg["vectorize"], cfg["num_words"], cfg["max_len"]
+def load(
+    *,
+    root: str | None = None,
+    val_size: float = 10000,
+    split_seed: int = 0,
+    scale: str = "none",
+    download: bool = True,
+    vectorize: str = "multi_hot",
+    num_words: int = 10000,
+    max_len: int = 256,
+    char_ngrams: Sequence[int] = (),
+    ngram_buckets: int = 100000,
+    lowercase: bool = True,
+) -> DataBundle:
+    cfg = {
+        "root": root,
+        "download": download,
+        "val_size": val_size,
+        "split_seed": split_seed,
+        "vectorize": vectorize,
+        "num_words": num_words,
+        "max_len": max_len,
+        "char_ngrams": list(char_ngrams),
+        "ngram_buckets": ngram_buckets,
+        "lowercase": lowercase,
+    }
     if vectorize not in VECTORIZERS:
         raise DataError(f"data.vectorize={vectorize!r} is not one of: {', '.join(VECTORIZERS)}")
     if num_words < 3:

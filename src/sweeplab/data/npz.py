@@ -14,9 +14,7 @@ each feature (each channel of an image) with training statistics; ``none`` keeps
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +31,22 @@ from sweeplab.data.bundle import (
 from sweeplab.data.download import sha256_of
 
 
-def load(cfg: Mapping[str, Any]) -> DataBundle:
+def load(
+    *,
+    path: str | None = None,
+    root: str | None = None,
+    val_size: float = 0.1,
+    test_size: float = 0.2,
+    split_seed: int = 0,
+    scale: str = "unit",
+) -> DataBundle:
+    cfg = {
+        "path": path,
+        "val_size": val_size,
+        "test_size": test_size,
+        "split_seed": split_seed,
+        "scale": scale,
+    }
     if cfg["path"] is None:
         raise DataError(
             "data.name=npz needs a file: set data.path=/path/to/file.npz holding the arrays "

@@ -153,7 +153,7 @@ def check_trials_can_train(base_overrides: Sequence[str], params: Sequence[Param
     from itertools import product
 
     from sweeplab.data import DataError
-    from sweeplab.models import build_model
+    from sweeplab.build import build_model
     from sweeplab.space import to_override
     from sweeplab.trial import cached_data
 

@@ -226,7 +226,7 @@ def model_name(cfg: Mapping[str, Any]) -> str:
 
 
 def _tested(tracker: Tracker, run_id: str):
-    """A trial's best weights meet the test set: (checkpoint, evaluator holding them, loss, accuracy)."""
+    """A trial's best weights meet the test set: (checkpoint, evaluator holding them, test metrics)."""
     from sweeplab.training import Evaluator
     from sweeplab.trial import cached_data
 
@@ -234,7 +234,7 @@ def _tested(tracker: Tracker, run_id: str):
         ckpt = checkpoints.load(tracker.client.download_artifacts(run_id, "checkpoints/best.pt", tmp))
     evaluator = Evaluator(ckpt["config"], cached_data(ckpt["config"]["data"]))
     evaluator.model.load_state_dict(ckpt["model_state"])
-    return (ckpt, evaluator, *evaluator.evaluate("test"))
+    return ckpt, evaluator, evaluator.evaluate("test")
 
 
 def _robust(
@@ -254,7 +254,7 @@ def _robust(
         if not runs:
             continue
         epochs = [t["best_epoch"] for t in runs]
-        tests = [_tested(tracker, t["run_id"])[3] for t in runs]
+        tests = [_tested(tracker, t["run_id"])[2].get("test/acc", math.nan) for t in runs]
         rows.append(
             {
                 "of": of,
@@ -278,7 +278,8 @@ def _robust(
         "robust/test/acc/mean": winner["test/acc"][0],
         "robust/test/acc/std": winner["test/acc"][1],
         "robust/differs": float(winner["of"] != single["trial_id"]),
-        "robust/single_winner_test/acc": _tested(tracker, single["run_id"])[3],  # without the stage
+        # without the stage
+        "robust/single_winner_test/acc": _tested(tracker, single["run_id"])[2].get("test/acc", math.nan),
     }
     return {
         "rows": [{k: v for k, v in r.items() if k != "representative"} for r in rows],
@@ -314,19 +315,15 @@ def trained_values(sampled: dict[str, Any], trial_cfg: dict[str, Any]) -> dict[s
 
 def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float, final: dict) -> dict[str, Any]:
     """The chosen model meets the test set once; it is logged on the parent and registered."""
-    from sweeplab.models import WithProbabilities
+    from sweeplab.models import deployable
 
-    ckpt, evaluator, test_loss, test_acc = _tested(tracker, best["run_id"])
+    ckpt, evaluator, test = _tested(tracker, best["run_id"])
     trial_cfg = ckpt["config"]
-    out: dict[str, Any] = {
-        "test/loss": test_loss,
-        "test/acc": test_acc,
-        "best_config": trained_values(best["sampled"], trial_cfg),
-    }
+    out: dict[str, Any] = {**test, "best_config": trained_values(best["sampled"], trial_cfg)}
     parent = state.parent_run_id
     tracker.log_config(parent, trial_cfg, "best_config.yaml")
     tracker.log_checkpoint(parent, ckpt)
-    model = WithProbabilities(evaluator.model, evaluator.data.num_classes)
+    model = deployable(evaluator.model, evaluator.data)
     info = tracker.log_model(parent, model, evaluator.data.x_val[:8], step=0)
     if cfg["tune"]["register_model"]:
         name = model_name(cfg)
