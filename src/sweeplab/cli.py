@@ -293,8 +293,8 @@ def _tune_and_tracking(overrides: Sequence[str]) -> tuple[dict, dict]:
 
 
 def cmd_summary(cfg: dict, args: argparse.Namespace) -> int:
-    from sweeplab.data import load_data
     from sweeplab.build import build_model
+    from sweeplab.data import load_data
     from sweeplab.summary import model_summary
 
     data = load_data(cfg["data"])

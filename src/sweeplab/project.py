@@ -15,6 +15,7 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 ENV = "SWEEPLAB_CONFIG_DIR"
@@ -88,6 +89,25 @@ def make_importable() -> None:
         sys.path.insert(0, str(top))
 
 
+def code_paths(module_names: Iterable[str]) -> list[str]:
+    """The project's top-level modules (a ``.py`` file or a package folder) among ``module_names``:
+    what a logged model carries so that it loads where the project is not on the path."""
+    top = root()
+    if top is None:
+        return []
+    out = []
+    for name in dict.fromkeys(n.split(".")[0] for n in module_names):
+        module = sys.modules.get(name)
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        path = Path(file).resolve()
+        path = path.parent if path.name == "__init__.py" else path
+        if path.is_relative_to(top):
+            out.append(str(path))
+    return out
+
+
 def identity() -> dict[str, str]:
     """What code the runs of this project ran: its git commit (``+dirty`` with uncommitted changes)
     or, outside a repository, a hash of its Python and YAML files. Empty without a project."""
@@ -121,13 +141,17 @@ def _git(top: Path, *args: str) -> str:
     return out.stdout.strip()
 
 
-def runtime_env() -> dict[str, object]:
-    """What a cluster's workers need of the project: its folder as Ray's ``working_dir`` (the
-    workers' current folder and import path), ``$SWEEPLAB_CONFIG_DIR`` relative to it, and its pip
-    requirements where it declares them. Empty without a project."""
+def runtime_env(remote: bool) -> dict[str, object]:
+    """What Ray's workers need of the project. On a cluster (``remote``): its folder as Ray's
+    ``working_dir`` (the workers' current folder and import path; data, outputs and environments
+    left out), ``$SWEEPLAB_CONFIG_DIR`` relative to it, and its pip requirements where it declares
+    them. On this machine: its folder on the workers' path and its conf/ by absolute path."""
     top, conf = root(), conf_dir()
     if top is None or conf is None:
         return {}
+    if not remote:
+        path = os.pathsep.join(filter(None, [str(top), os.environ.get("PYTHONPATH")]))
+        return {"env_vars": {ENV: str(conf), "PYTHONPATH": path}}
     size = upload_size(top)
     if size > MAX_UPLOAD_BYTES:
         biggest = sorted(_sizes(top), key=lambda item: -item[1])[:3]
@@ -140,7 +164,7 @@ def runtime_env() -> dict[str, object]:
     env: dict[str, object] = {
         "working_dir": str(top),
         "excludes": list(EXCLUDES),
-        "env_vars": {ENV: str(conf.relative_to(top))},
+        "env_vars": {ENV: str(conf.relative_to(top)) if conf.is_relative_to(top) else str(conf)},
     }
     if (top / REQUIREMENTS).is_file():
         env["pip"] = str(top / REQUIREMENTS)

@@ -23,6 +23,10 @@ class TargetError(ValueError):
     """An option's ``_target_`` cannot be used; the message names the option and the fix."""
 
 
+class TargetImportError(TargetError):
+    """The target's module does not import here: on a worker, every trial would fail the same way."""
+
+
 def arguments(node: Mapping[str, Any], skip: Collection[str] = ()) -> dict[str, Any]:
     """The option's own arguments: every key but Hydra's and sweeplab's."""
     return {k: v for k, v in node.items() if k not in RESERVED and k not in skip}
@@ -40,9 +44,9 @@ def locate(group: str, path: str) -> Any:
         except ModuleNotFoundError as exc:
             if exc.name and (module_name == exc.name or module_name.startswith(f"{exc.name}.")):
                 continue  # this prefix is no module; a shorter one may be, with the rest attributes
-            raise TargetError(_import_failed(group, path, module_name, exc)) from None
+            raise TargetImportError(_import_failed(group, path, module_name, exc)) from None
         except Exception as exc:  # noqa: BLE001 - the user's module raised while importing
-            raise TargetError(_import_failed(group, path, module_name, exc)) from None
+            raise TargetImportError(_import_failed(group, path, module_name, exc)) from None
         for attr in parts[i:]:
             if not hasattr(obj, attr):
                 names = [n for n in dir(obj) if not n.startswith("_")]
@@ -50,7 +54,7 @@ def locate(group: str, path: str) -> Any:
                 raise TargetError(f"{group}._target_={path}: {module_name} has no '{attr}'{hint}")
             obj = getattr(obj, attr)
         return obj
-    raise TargetError(
+    raise TargetImportError(
         _import_failed(group, path, parts[0], ModuleNotFoundError(f"No module named '{parts[0]}'"))
     )
 

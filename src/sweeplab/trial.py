@@ -29,9 +29,11 @@ from sweeplab.data.bundle import from_arrays, to_arrays
 from sweeplab.metrics import EPOCH, best_epoch, hp_metric, worst
 from sweeplab.space import override_value, parse_space, to_override
 from sweeplab.status import TrialStatus
+from sweeplab.targets import TargetImportError
 from sweeplab.training import Trainer
 
 FINAL = "final"  # marks the one result a trial sends after its last epoch
+FATAL = "fatal"  # with FINAL: the trial's code could not be imported here; no trial can run (sweep stops)
 # A re-evaluation trial's config: {"sampled": values of the trial it repeats, "seed": ..., "of": its id}
 REEVALUATE = "reevaluate"
 RESTORED_HISTORY = "restored_history"  # the epochs a restored trial's checkpoint already holds
@@ -155,6 +157,7 @@ def run_trial(
         tune.report(
             {
                 FINAL: 1,
+                FATAL: int(isinstance(exc, TargetImportError)),
                 "trial_status": TrialStatus.failed.value,
                 "trial_reason": str(exc),
                 EPOCH: 0,

@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from sweeplab import project
 from sweeplab.config import ConfigError
 from sweeplab.redact import scrub
 from sweeplab.sweep import reaper
@@ -113,13 +114,20 @@ def init_ray(cluster: Mapping[str, Any], log_file: Path) -> None:
     quiet_ray(log_file)
     kwargs: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
     address = cluster.get("address")
+    try:  # the user's project: its code and conf/ reach every trial, installed nowhere
+        own = project.runtime_env(remote=bool(address))
+    except project.ProjectError as exc:
+        raise ConfigError(str(exc)) from None
+    runtime_env = {**own, "env_vars": {**trial_env(), **own.get("env_vars", {})}}
     try:
         if address:
             _reachable(address)  # Ray itself would keep retrying for minutes
-            ray.init(address=address, runtime_env={"env_vars": trial_env()}, **kwargs)
+            ray.init(address=address, runtime_env=runtime_env, **kwargs)
         else:
             ray.init(
                 address="local",
+                # workers inherit this process's environment; a project adds its folder and conf/
+                runtime_env=runtime_env if own else None,
                 num_cpus=cluster.get("num_cpus"),
                 include_dashboard=False,
                 object_store_memory=1 << 30,

@@ -152,8 +152,8 @@ def check_trials_can_train(base_overrides: Sequence[str], params: Sequence[Param
     line ``sweeplab train`` would print, before any trial is started and retried in vain."""
     from itertools import product
 
-    from sweeplab.data import DataError
     from sweeplab.build import build_model
+    from sweeplab.data import DataError
     from sweeplab.space import to_override
     from sweeplab.trial import cached_data
 
@@ -317,6 +317,9 @@ def _fit(session: Session, make_tuner: Callable[[list, SweepStopper], Any], budg
             f"(details in {state.local_dir / LOG_FILE})"
         ) from None
     recorder = session.recorder or recorder
+    if session.fatal:  # a trial's code does not import where it ran: one line, before any retry
+        _stop(session, TrialStatus.failed, session.fatal)
+        raise SweepError(f"sweep {state.name} stopped: {session.fatal}")
     if outbox.rejection:
         _stop(session, TrialStatus.failed, outbox.rejection)
         raise SweepError(f"sweep {state.name} stopped: {outbox.rejection}")

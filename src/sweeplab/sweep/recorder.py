@@ -30,7 +30,16 @@ from sweeplab.metrics import BEST_EPOCH_TAG, EPOCH, EPOCH_TIME, best_epoch, epoc
 from sweeplab.status import TrialStatus
 from sweeplab.sweep.storage import checkpoint_uri
 from sweeplab.tracking import delivery
-from sweeplab.trial import CHECKPOINT_BEST, EXPLOITED_FROM, FINAL, REEVALUATE, RESTORED_HISTORY, trial_number
+from sweeplab.tracking.store import project_tags, with_targets
+from sweeplab.trial import (
+    CHECKPOINT_BEST,
+    EXPLOITED_FROM,
+    FATAL,
+    FINAL,
+    REEVALUATE,
+    RESTORED_HISTORY,
+    trial_number,
+)
 
 PARENT = "parent"  # the parent run's key in the outbox
 
@@ -86,6 +95,7 @@ class Session:
     outbox: Any  # tracking.outbox.Outbox
     show: Callable[[SweepRecorder], None] | None = None
     abort: TrialStatus | None = None  # set when the sweep must stop: interrupted or failed
+    fatal: str | None = None  # a trial's setup error every trial would meet (its code does not import)
     recorder: SweepRecorder | None = None
     expected: int = 0  # trials this sweep runs in all
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
@@ -104,6 +114,7 @@ class SweepRecorder(Callback):
     def __init__(self, name: str):
         self.name = name
         self._ready = False
+        self.project: dict[str, str] = {}
 
     def __getstate__(self):
         return {"name": self.name, "_ready": False}
@@ -112,6 +123,7 @@ class SweepRecorder(Callback):
         if self._ready:
             return
         self.session = SESSIONS[self.name]
+        self.project = project_tags()  # the code this run of the sweep trains: tagged on each trial
         self.session.recorder = self
         self.outbox = self.session.outbox
         tune_cfg = self.session.state.tune
@@ -163,6 +175,7 @@ class SweepRecorder(Callback):
                     "sweeplab.sweep": self.name,
                     "sweeplab.status": TrialStatus.running.value,
                     "sweeplab.stage": rec.stage,
+                    **self.project,
                     **({"sweeplab.reevaluates": rec.of} if rec.of else {}),
                 },
                 parent=PARENT,
@@ -182,7 +195,7 @@ class SweepRecorder(Callback):
         if result.get("config_json") and not rec.config_logged:  # the trial's resolved config, once
             cfg = json.loads(result["config_json"])
             records += [
-                delivery.log(rec.key, params=cfg),
+                delivery.log(rec.key, params=with_targets(cfg)),
                 delivery.text(rec.key, json.dumps(cfg, indent=2), "config.json"),
             ]
             rec.config_logged = True
@@ -209,6 +222,8 @@ class SweepRecorder(Callback):
                     rec.last_logged = epoch
         if result.get(FINAL):
             rec.status, rec.reason = TrialStatus(result["trial_status"]), result.get("trial_reason", "")
+            if result.get(FATAL):  # every trial would fail the same way: the sweep stops (SweepStopper)
+                self.session.fatal = self.session.fatal or rec.reason
         else:
             if donor:  # the donor's history is not this run's: it goes on with its own next epoch
                 rec.epoch_offset = rec.last_logged + 1 - int(result[EPOCH])
@@ -320,7 +335,7 @@ class SweepStopper(Stopper):
 
     def stop_all(self) -> bool:
         session = SESSIONS.get(self.name)
-        return session is not None and session.abort is not None
+        return session is not None and (session.abort is not None or session.fatal is not None)
 
 
 def error_text(trial) -> str:

@@ -45,7 +45,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential  # noqa: E402
 
 import sweeplab  # noqa: E402
-from sweeplab import checkpoints  # noqa: E402
+from sweeplab import checkpoints, project  # noqa: E402
 from sweeplab.config import flatten  # noqa: E402
 from sweeplab.redact import scrub, scrub_config  # noqa: E402
 from sweeplab.status import TrialStatus  # noqa: E402
@@ -213,6 +213,20 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def project_tags() -> dict[str, str]:
+    """``sweeplab.project.*``: the user's project a run's code came from (its commit or files' hash)."""
+    return {f"sweeplab.{k}": v for k, v in project.identity().items()}
+
+
+def with_targets(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config's params plus ``<group>.target: module:name`` for each option built from a target."""
+    from sweeplab.build import describe_targets
+
+    if not isinstance(config.get("model"), Mapping):  # not a training config (e.g. a nightly suite's)
+        return dict(config)
+    return {**config, **describe_targets(config)}
+
+
 # ------------------------------------------------------------------ writing
 class Tracker:
     """Writes runs, metrics and artifacts to one MLflow tracking store."""
@@ -256,6 +270,7 @@ class Tracker:
             all_tags["mlflow.source.git.commit"] = commit
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
+        all_tags.update(project_tags())
         all_tags.update(tags or {})
         run = self.client.create_run(
             self.experiment_id(experiment),
@@ -263,7 +278,7 @@ class Tracker:
             run_name=run_name,
             tags={k: _tag_value(v) for k, v in all_tags.items()},  # a server accepts strings only
         )
-        self.log_params(run.info.run_id, config)
+        self.log_params(run.info.run_id, with_targets(config))
         return run.info.run_id
 
     def find_run(self, experiment: str, tag: str, value: str) -> str | None:
@@ -356,8 +371,9 @@ class Tracker:
 
         The LoggedModel is created in the run's own experiment (MLflow would otherwise
         file it under the process's active experiment) and takes the run's metrics at
-        ``step`` (the best epoch). ``code_paths`` carries sweeplab's own modules along,
-        so the logged model loads wherever torch is installed.
+        ``step`` (the best epoch). ``code_paths`` carries sweeplab's own modules along, and
+        the project's modules the model's classes come from, so the logged model loads wherever
+        torch is installed.
         """
         run = self.client.get_run(run_id)
         logged = self.client.create_logged_model(
@@ -372,7 +388,11 @@ class Tracker:
             model,
             name="model",
             signature=signature,
-            code_paths=[str(Path(sweeplab.__file__).parent)],
+            # the user's own model code too: the model loads where neither project is installed
+            code_paths=[
+                str(Path(sweeplab.__file__).parent),
+                *project.code_paths(type(m).__module__ for m in model.modules()),
+            ],
             pip_requirements=[f"torch=={torch_version}", f"numpy=={np.__version__}", "cloudpickle"],
             registered_model_name=registered_name,
             serialization_format="pickle",  # the nn.Module itself, any batch size (pt2 fixes traced shapes)
