@@ -5,13 +5,16 @@
   sweeplab sweep sync <name|dir|parent run id>    deliver tracking records a sweep still holds
   sweeplab train [overrides...]                   one tracked training run
   sweeplab train --cfg [all] [overrides...]       print the composed config (training sections, or all)
+  sweeplab sweep --check [overrides...]           build every model of the space on the data, train nothing
   sweeplab summary [overrides...]                 the model's Keras-style summary
+  sweeplab init DIR                               a project of your own: model, data, conf/, README
   sweeplab ui                                     the MLflow UI on the configured store
   sweeplab sweeps list|show|compare|export|prune  browse the sweeps a store holds, free their storage
   sweeplab nightly run|history|report|accept|schedule   nightly benchmark suites
   sweeplab services up|down|status                the long-running parts on this machine
 
 Overrides use Hydra's grammar: model.hidden=[256,128] optimizer=adam optimizer.lr=3e-4
+Your own options live in a conf/ in the current folder (or --config-dir DIR), layered over sweeplab's.
 """
 
 from __future__ import annotations
@@ -75,13 +78,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sweeplab", description=__doc__, formatter_class=fmt, epilog=groups_help()
     )
-    commands = "{train,sweep,summary,ui,sweeps,nightly,services}"
+    config_dir = argparse.ArgumentParser(add_help=False)
+    config_dir.add_argument(
+        "--config-dir",
+        metavar="DIR",
+        help="your project's conf/ (default: ./conf), layered over sweeplab's own configs",
+    )
+    commands = "{train,sweep,summary,ui,init,sweeps,nightly,services}"
     sub = parser.add_subparsers(dest="command", required=True, metavar=commands)
     for name, text in (
         ("train", "train one model and record it as an MLflow run"),
         ("summary", "print the model's layers, output shapes and parameter counts"),
     ):
-        p = sub.add_parser(name, help=text, description=text, epilog=groups_help(), formatter_class=fmt)
+        p = sub.add_parser(
+            name, help=text, description=text, epilog=groups_help(), formatter_class=fmt, parents=[config_dir]
+        )
         p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. optimizer=adam trainer.epochs=10")
         p.add_argument(
             "--cfg",
@@ -99,14 +110,29 @@ def build_parser() -> argparse.ArgumentParser:
         "  sweeplab sweep sync <name|path|parent run id>",
         epilog=groups_help(),
         formatter_class=fmt,
+        parents=[config_dir],
+    )
+    sw.add_argument(
+        "--check",
+        action="store_true",
+        help="compose every choice of the search space, build each model on the data and run one "
+        "batch through it, then exit without training",
     )
     sw.add_argument(
         "overrides", nargs="*", help="Hydra overrides, e.g. search=fashion_mlp tune=asha tune.num_samples=64"
     )
     sw.add_argument("--cfg", action="store_true", help="print the composed config and exit")
-    ui = sub.add_parser("ui", help="open the MLflow UI on the configured tracking store (bound to 127.0.0.1)")
+    ui = sub.add_parser(
+        "ui",
+        help="open the MLflow UI on the configured tracking store (bound to 127.0.0.1)",
+        parents=[config_dir],
+    )
     ui.add_argument("overrides", nargs="*", help="e.g. tracking.uri=sqlite:///other.db")
     ui.add_argument("--port", type=int, default=None, help="port (default tracking.ui_port, 5000)")
+    text = "write a small project of your own that runs as it is: a model, a data factory, conf/, README"
+    init = sub.add_parser("init", help=text, description=text)
+    init.add_argument("dir", help="the folder to create (must not exist, or be empty)")
+    init.set_defaults(run=cmd_init)
     from sweeplab.services.command import add_parser as add_services_parser
 
     add_services_parser(sub)  # no Hydra config: its parser sets `run`, which main() calls directly
@@ -125,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "cfg", None) not in (None, True, False, *CFG_SCOPES):
         args.overrides.insert(0, args.cfg)  # `--cfg a=b ...`: argparse took the first override for a scope
         args.cfg = "train"
+    if getattr(args, "config_dir", None):  # every process of this command reads it: Ray's trials too
+        os.environ["SWEEPLAB_CONFIG_DIR"] = os.path.abspath(args.config_dir)
     try:
         if hasattr(args, "run"):  # subcommands without a Hydra config (services)
             return args.run(args)
@@ -253,7 +281,47 @@ def _sweep(cfg: dict, run) -> int:
 def cmd_sweep(cfg: dict, args: argparse.Namespace) -> int:
     from sweeplab import sweep
 
+    if args.check:
+        return cmd_sweep_check(cfg, args)
     return _sweep(cfg, lambda view: sweep.start(cfg, args.overrides, view, STARTED))
+
+
+def cmd_sweep_check(cfg: dict, args: argparse.Namespace) -> int:
+    """Every choice of the space composed, each distinct model built and run on one batch: a broken
+    option is found in seconds, not when a trial draws it."""
+    from sweeplab.config import validate_sweep
+    from sweeplab.space import parse_space, validate_space
+    from sweeplab.sweep.check import check_trials
+
+    with console.status("checking the search space ..."):
+        validate_sweep(cfg, cfg["trainer"]["epochs"])
+        params = parse_space(cfg["search"]["space"])
+        validate_space(params, args.overrides, cfg["tune"]["search_alg"])
+        report = check_trials(cfg, args.overrides, params, thorough=True)
+    for line in report.lines():
+        console.print(f"  {line}", markup=False)
+    console.print(
+        Text.assemble(
+            ("ok", "bold green"),
+            f": {report.compositions} choices of search={cfg['search']['name']} compose and build, "
+            f"{len(report.models)} distinct models run a batch, tune.metric={cfg['tune']['metric']} is "
+            "reported; nothing was trained or recorded",
+        )
+    )
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sweeplab.scaffold import init_project
+
+    written = init_project(Path(args.dir))
+    console.print(Text.assemble(("project", "bold"), f" {args.dir}: {len(written)} files"))
+    for path in written:
+        console.print(f"  {path}", markup=False)
+    console.print(f"next: cd {args.dir} and follow its README.md", markup=False)
+    return 0
 
 
 SWEEP_ACTIONS = ("resume", "sync")

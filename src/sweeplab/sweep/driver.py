@@ -32,6 +32,7 @@ from sweeplab.status import TrialStatus
 from sweeplab.sweep import cluster  # noqa: I001  (sets Ray's environment before Ray is imported)
 from sweeplab.sweep import state as sweep_state
 from sweeplab.sweep import tuner as tuning
+from sweeplab.sweep.check import check_trials
 from sweeplab.sweep.recorder import PARENT, SESSIONS, Session, SweepRecorder, SweepStopper, adopt_runs
 from sweeplab.sweep.state import SweepState
 from sweeplab.sweep.storage import Storage, fetch, hide_credentials, prune_checkpoints
@@ -131,7 +132,7 @@ def start(
     created = next((d for d in reversed([state.local_dir, *state.local_dir.parents]) if not d.exists()), None)
     ray_started = cluster.start_ray(cfg["cluster"], state.local_dir / LOG_FILE)  # while the checks go on
     try:
-        check_trials_can_train(base_overrides, params)
+        check_trials(cfg, base_overrides, params)
         tracker = Tracker(cfg["tracking"])  # an unreachable store is one line, within seconds
         ray_started.wait()
         tags = cluster.check_cluster(tune_cfg, storage)  # e.g. node-local storage on several nodes
@@ -145,26 +146,6 @@ def start(
     )
     state.save()
     return _run(cfg, state, params, tracker, tags, show, restore=False, started=started)
-
-
-def check_trials_can_train(base_overrides: Sequence[str], params: Sequence[Param]) -> None:
-    """Refuse a sweep none of whose trials could train (e.g. ``model=cnn`` on token ids), with the
-    line ``sweeplab train`` would print, before any trial is started and retried in vain."""
-    from itertools import product
-
-    from sweeplab.build import build_model
-    from sweeplab.data import DataError
-    from sweeplab.space import to_override
-    from sweeplab.trial import cached_data
-
-    groups = [p for p in params if p.key in ("data", "model")]
-    for choice in product(*[[to_override(p.key, v) for v in p.args] for p in groups]):
-        cfg = to_container(compose([*base_overrides, *choice]))
-        try:
-            build_model(cfg["model"], cfg["regularizer"], cached_data(cfg["data"]))
-        except (ValueError, DataError) as exc:
-            where = f" (with {' '.join(choice)})" if choice else ""
-            raise ConfigError(f"{exc}{where}") from None
 
 
 def resume(
