@@ -263,3 +263,33 @@ def test_init_writes_a_project_that_trains_as_it_is(tmp_path, capsys):
     trained = sweeplab(tmp_path / "mine", "train", "experiment=mynet_sweep", "trainer.epochs=1")
     assert trained.returncode == 0, trained.stdout + trained.stderr
     assert "run summary" in trained.stdout
+
+
+# ------------------------------------------------------------------ what travels to a cluster
+def test_the_project_travels_to_workers_without_data_outputs_or_environments(project, monkeypatch):
+    from sweeplab import project as proj
+
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("SWEEPLAB_CONFIG_DIR", raising=False)
+    (project / "data").mkdir(exist_ok=True)
+    (project / "data" / "big.bin").write_bytes(b"\0" * (2 << 20))
+    (project / "requirements.txt").write_text("scikit-learn\n")
+    try:
+        env = proj.runtime_env(remote=True)
+        assert env["working_dir"] == str(project) and env["pip"] == str(project / "requirements.txt")
+        assert env["env_vars"] == {"SWEEPLAB_CONFIG_DIR": "conf"}  # relative: the worker's copy
+        assert "data" in env["excludes"] and ".venv" in env["excludes"]
+        assert proj.upload_size(project) < 1 << 20  # the excluded data does not count
+        local = proj.runtime_env(remote=False)
+        assert local["env_vars"]["SWEEPLAB_CONFIG_DIR"] == str(project / "conf")
+        assert local["env_vars"]["PYTHONPATH"].split(os.pathsep)[0] == str(project)
+        monkeypatch.setattr(proj, "MAX_UPLOAD_BYTES", 1 << 20)
+        (project / "weights.bin").write_bytes(b"\0" * (2 << 20))
+        with pytest.raises(proj.ProjectError, match=r"\.rayignore.*largest: weights.bin \(2 MiB\)\)$"):
+            proj.runtime_env(remote=True)
+        (project / ".rayignore").write_text("weights.bin\n")
+        assert proj.runtime_env(remote=True)["working_dir"] == str(project)
+    finally:
+        for name in ("data/big.bin", "requirements.txt", "weights.bin", ".rayignore"):
+            (project / name).unlink(missing_ok=True)
+        (project / "data").rmdir()

@@ -154,7 +154,7 @@ def runtime_env(remote: bool) -> dict[str, object]:
         return {"env_vars": {ENV: str(conf), "PYTHONPATH": path}}
     size = upload_size(top)
     if size > MAX_UPLOAD_BYTES:
-        biggest = sorted(_sizes(top), key=lambda item: -item[1])[:3]
+        biggest = [item for item in sorted(_sizes(top), key=lambda item: -item[1])[:3] if item[1] >= 2**20]
         names = ", ".join(f"{p} ({n / 2**20:.0f} MiB)" for p, n in biggest)
         raise ProjectError(
             f"the project {top} is {size / 2**20:.0f} MiB to send to the cluster's workers (at most "
