@@ -19,8 +19,8 @@ from mlflow.tracking import MlflowClient
 from servers import listening_addresses
 
 import sweeplab
-from sweeplab.cli import main
 from sweeplab.build import build_model
+from sweeplab.cli import main
 from sweeplab.models import WithProbabilities
 from sweeplab.run import train_and_track
 

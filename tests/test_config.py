@@ -6,9 +6,9 @@ import pytest
 import torch
 from conftest import blobs
 
+from sweeplab.build import build_model
 from sweeplab.config import GROUPS, ConfigError, compose, group_options, to_container, validate_sweep
 from sweeplab.data import DataBundle
-from sweeplab.build import build_model
 from sweeplab.training import Trainer
 
 ALIASES = {("optimizer", "momentum"): "sgd"}  # an option that presets another's schema

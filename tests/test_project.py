@@ -76,7 +76,11 @@ FILES = {
     "conf/model/missing.yaml": "_target_: nosuchpkg.nets.Net\n",
     "conf/data/blobs.yaml": "_target_: tinynet.data.load\nn: 300\n",
     "conf/metrics/error.yaml": "error:\n  _target_: tinynet.metrics.error_rate\n",
-    "conf/search/tiny_space.yaml": "space:\n  model.width: choice[8, 16]\n  optimizer.lr: loguniform[1e-3, 1e-1]\n",
+    "conf/search/tiny_space.yaml": """
+        space:
+          model.width: choice[8, 16]
+          optimizer.lr: loguniform[1e-3, 1e-1]
+    """,
     "conf/search/listy.yaml": "space:\n  - optimizer.lr: loguniform[1e-3, 1e-1]\n",
     "conf/experiment/tiny.yaml": """
         # @package _global_

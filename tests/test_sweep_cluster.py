@@ -4,7 +4,9 @@ an S3 server on the test network), node-local storage refused, and a worker host
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -148,3 +150,111 @@ def test_a_dead_worker_hosts_trial_continues_on_the_head_from_the_object_store(n
         if p.is_file() and not p.is_symlink() and secret in p.read_bytes()
     ]
     assert sorted(leaked) == sorted(host.home / ".aws" / "credentials" for host in net.hosts)
+
+
+# ------------------------------------------------------------------ a user's project on the cluster
+# Its folder is on the head's private disk: the worker host cannot read it, so a trial there
+# imports the user's model and composes its conf/ only from what Ray's runtime_env carried over.
+
+TINYNET = """
+import math
+import os
+
+from torch import nn
+{guard}
+
+
+class Net(nn.Module):
+    def __init__(self, input_shape, num_outputs, width: int = 16):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Flatten(), nn.Linear(math.prod(input_shape), width), nn.ReLU(), nn.Linear(width, num_outputs)
+        )
+
+    def forward(self, x):
+        return self.layers(x)
+"""
+# tinynet/model.py that imports only where a file exists (the head's private disk)
+GUARD = """
+if not os.path.exists({marker!r}):
+    raise ImportError("tinynet needs only-on-head")
+"""
+
+
+def write_project(top: Path, marker: str | None = None) -> Path:
+    """A project of its own: ``tinynet/model.py`` (with ``marker``: it imports only where that
+    file exists) and ``conf/model/tinynet.yaml`` naming it."""
+    (top / "tinynet").mkdir(parents=True)
+    (top / "tinynet" / "__init__.py").write_text("")
+    guard = GUARD.format(marker=marker) if marker else ""
+    (top / "tinynet" / "model.py").write_text(TINYNET.format(guard=guard))
+    (top / "conf" / "model").mkdir(parents=True)
+    (top / "conf" / "model" / "tinynet.yaml").write_text("_target_: tinynet.model.Net\nwidth: 16\n")
+    return top
+
+
+def project_sweep(net, cluster, s3, proj: Path, *args: str, name: str):
+    """`sweeplab sweep` run from the project's folder on the head, its conf/ found as ./conf."""
+    store = f"sqlite:///{net.head.private}/mlflow.db"
+    return net.head.popen(
+        [PYTHON, "-m", "sweeplab.cli", "sweep", *SWEEP, "model=tinynet", *args, "cluster=existing",
+         f"cluster.address={cluster.address}", f"tune.storage_path={net.shared / 'sweeps'}",
+         f"tune.name={name}", f"tracking.uri={store}"],
+        env=cluster.env | s3.env,
+        cwd=proj,
+        name=name,
+    )  # fmt: skip
+
+
+def test_a_projects_own_model_trains_on_both_hosts(net, cluster, s3):
+    from sweeplab.project import files_hash
+
+    proj = write_project(net.head.private / "proj")
+    net.head.run(["test", "-f", str(proj / "tinynet" / "model.py")])
+    assert net.worker.run(["test", "-e", str(proj)], check=False).returncode != 0  # not on its disk
+    proc = project_sweep(net, cluster, s3, proj, "trainer.epochs=2", name="project")
+    assert proc.wait(400) == 0, proc.output()
+    client, parent, kids = children(net, "project")
+    assert len(kids) == 2 and parent.info.status == "FINISHED"
+    assert {k.data.tags["sweeplab.node_ip"] for k in kids} == {net.head.address, net.worker.address}
+    for kid in kids:
+        assert kid.info.status == "FINISHED"
+        assert steps(client, kid.info.run_id) == [1, 2]
+        assert kid.data.params["model.target"] == "tinynet.model:Net"
+        assert kid.data.tags["sweeplab.project.hash"] == files_hash(proj)  # not a git repository
+        assert kid.data.tags["sweeplab.project.root"] == str(proj)
+        assert "sweeplab.project.commit" not in kid.data.tags
+
+
+def test_a_module_that_does_not_import_on_a_worker_ends_the_sweep_once(net, cluster, s3):
+    marker = net.head.private / "only-on-head"
+    marker.write_text("")
+    proj = write_project(net.head.private / "proj-fatal", marker=str(marker))
+    assert net.worker.run(["test", "-e", str(marker)], check=False).returncode != 0
+    proc = project_sweep(
+        net, cluster, s3, proj, "tune.num_samples=4", "tune.max_failures=2",
+        "trainer.epochs=100",  # the head's trial is still training when the worker's fails
+        name="fatal",
+    )  # fmt: skip
+    assert proc.wait(400) == 2, proc.output()
+    output = proc.output()
+    lines = [line for line in output.splitlines() if line.strip()]
+    last = lines[-1]
+    assert last.startswith("error: sweep fatal stopped: model._target_=tinynet.model.Net: cannot import tinynet")
+    assert last.endswith("ImportError: tinynet needs only-on-head")
+    assert str(net.worker.ray_temp_dir) in last  # looked for in the worker's copy of the project
+    assert [line for line in lines if "stopped:" in line] == [last], output  # the sweep ends once
+    failed = Counter(m[1] for line in lines if (m := re.match(r"trial\s+(\d+) failed", line)))
+    assert failed and set(failed.values()) == {1}, output  # each trial's end said once
+    assert "Traceback" not in output
+    client, parent, kids = children(net, "fatal")
+    tags = [k.data.tags for k in kids]
+    assert parent.info.status == "FAILED"
+    assert [k.info.run_name for k in kids if k.info.status == "RUNNING"] == [], tags
+    assert all(t.get("sweeplab.status") != "running" for t in tags), tags
+    # the worker's trial failed in its setup and was not retried; the sweep did not go on to its other samples
+    on_worker = [k for k in kids if k.data.tags.get("sweeplab.node_ip") == net.worker.address]
+    assert on_worker and all(k.data.tags["sweeplab.status"] == "failed" for k in on_worker), tags
+    assert all(steps(client, k.info.run_id) == [] for k in on_worker)
+    assert all(t.get("sweeplab.retries", "0") == "0" for t in tags), tags
+    assert len(kids) < 4, tags
