@@ -216,7 +216,7 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> int:
     epochs = cfg["trainer"]["epochs"]
 
     def progress(m: dict[str, float]) -> None:
-        line = fmt_metrics(m, ("train/loss", "train/acc", "val/loss", "val/acc"))
+        line = fmt_metrics(m, [k for k in m if k.startswith(("train/", "val/")) and k != "train/penalty"])
         console.print(
             f"epoch {int(m['epoch']):>3}/{epochs}  {line}  lr {m['lr']:.2g}  {m['epoch_time_s']:.1f}s"
         )
@@ -228,10 +228,11 @@ def cmd_train(cfg: dict, args: argparse.Namespace) -> int:
     table.add_row("status", Text.assemble((result.status, style), f" — {result.reason}"))
     if result.best_epoch is not None:
         table.add_row(
-            "best epoch", f"{result.best_epoch}  ({fmt_metrics(result.best, ('val/loss', 'val/acc'))})"
+            "best epoch",
+            f"{result.best_epoch}  ({fmt_metrics(result.best, [k for k in result.best if k[:4] == 'val/'])})",
         )
     if result.test:
-        table.add_row("test", fmt_metrics(result.test, ("test/loss", "test/acc")))
+        table.add_row("test", fmt_metrics(result.test, list(result.test)))
     see_it = None
     if outcome.run_id:
         from sweeplab.redact import scrub

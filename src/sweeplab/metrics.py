@@ -7,7 +7,7 @@ best epoch (train) or step 0 (a sweep's parent).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 TRAIN_LOSS, TRAIN_ACC, TRAIN_PENALTY = "train/loss", "train/acc", "train/penalty"
@@ -46,6 +46,16 @@ def best_epoch(history: Sequence[Mapping[str, float]], metric: str, mode: str) -
     return best
 
 
+def quality_key(keys: Iterable[str], split: str = "val") -> str:
+    """The figure a curve or a summary shows beside the loss: accuracy for a classifier, else the
+    first other metric of the split (``val/mae`` for regression, a user's metric)."""
+    keys = list(keys)
+    if f"{split}/acc" in keys:
+        return f"{split}/acc"
+    others = [k for k in keys if k.startswith(f"{split}/") and k != f"{split}/loss"]
+    return f"{split}/mae" if f"{split}/mae" in others else (others[0] if others else f"{split}/loss")
+
+
 def worst(mode: str) -> float:
     return math.inf if mode == "min" else -math.inf
 
@@ -59,9 +69,11 @@ def overfitting(history: Sequence[Mapping[str, float]], smoothing: int = 3) -> d
     ]
     best = min(range(len(smoothed)), key=smoothed.__getitem__)
     last = history[-1]
-    return {
+    out = {
         "overfit/best_epoch": float(history[best][EPOCH]),
         "overfit/epochs_past_best": float(last[EPOCH] - history[best][EPOCH]),
-        "overfit/gap_acc": last[TRAIN_ACC] - last[VAL_ACC],
         "overfit/gap_loss": last[VAL_LOSS] - last[TRAIN_LOSS],
     }
+    if TRAIN_ACC in last and VAL_ACC in last:  # a classifier's; a regression has its loss gap only
+        out["overfit/gap_acc"] = last[TRAIN_ACC] - last[VAL_ACC]
+    return out

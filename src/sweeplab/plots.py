@@ -19,17 +19,26 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from sweeplab.metrics import quality_key  # noqa: E402
+
 
 def learning_curves(
     history: Sequence[dict[str, float]], path: str | Path, title: str = "", best_epoch: int | None = None
 ) -> Path:
-    """Training vs validation loss and accuracy over epochs, as the course draws them."""
+    """Training vs validation loss and accuracy over epochs, as the course draws them (a regression's
+    second panel: its validation error, ``val/mae``)."""
     epochs = [h["epoch"] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    for ax, metric in zip(axes, ("loss", "acc"), strict=True):
-        ax.plot(
-            epochs, [h[f"train/{metric}"] for h in history], "o-", label=f"train/{metric}", color="tab:blue"
-        )
+    second = quality_key(history[-1]).split("/", 1)[1]
+    for ax, metric in zip(axes, ("loss", second), strict=True):
+        if f"train/{metric}" in history[-1]:
+            ax.plot(
+                epochs,
+                [h[f"train/{metric}"] for h in history],
+                "o-",
+                label=f"train/{metric}",
+                color="tab:blue",
+            )
         ax.plot(
             epochs, [h[f"val/{metric}"] for h in history], "s-", label=f"val/{metric}", color="tab:orange"
         )
@@ -37,8 +46,8 @@ def learning_curves(
             ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel("accuracy" if metric == "acc" else "loss")
-        ax.set_title(f"Training and validation {'accuracy' if metric == 'acc' else 'loss'}")
+        ax.set_ylabel("accuracy" if metric == "acc" else metric)
+        ax.set_title(f"Training and validation {'accuracy' if metric == 'acc' else metric}")
         ax.grid(alpha=0.3)
         ax.legend()
     if title:
@@ -54,11 +63,12 @@ def overlaid_validation_curves(
 ) -> Path:
     """Validation loss and accuracy of several trials on shared axes (a sweep's top trials)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    keys = ("val/loss", quality_key(next((h[-1] for h in curves.values() if h), {})))
     for label, history in curves.items():
         epochs = [h["epoch"] for h in history]
-        for ax, key in zip(axes, ("val/loss", "val/acc"), strict=True):
-            ax.plot(epochs, [h[key] for h in history], "o-", markersize=3, label=label)
-    for ax, key in zip(axes, ("val/loss", "val/acc"), strict=True):
+        for ax, key in zip(axes, keys, strict=True):
+            ax.plot(epochs, [h.get(key, math.nan) for h in history], "o-", markersize=3, label=label)
+    for ax, key in zip(axes, keys, strict=True):
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -191,7 +191,11 @@ def summary(tracker: Tracker, sweep: Sweep) -> dict[str, Any]:
         "mode": sweep.mode,
         "rows": [{"name": t.name, "status": t.status, "best": t.best} for t in trial_list],
         "diagnosis": {
-            t.name: {k: t.metrics.get(k) for k in ("overfit/best_epoch", "overfit/gap_acc")}
+            t.name: {
+                k: t.metrics[k]
+                for k in ("overfit/best_epoch", "overfit/gap_acc", "overfit/gap_loss")
+                if k in t.metrics
+            }
             for t in trial_list
         },
         "epochs_run": int(m.get("compute/trial_epochs", 0)),

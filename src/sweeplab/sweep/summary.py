@@ -176,7 +176,12 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
         final.update({k: v for k, v in summary.items() if k.startswith("test/")})
     tracker.log_metrics(parent, final, step=0)
     diag = {
-        t["name"]: {k: t["metrics"].get(k) for k in ("overfit/best_epoch", "overfit/gap_acc")} for t in trials
+        t["name"]: {
+            k: t["metrics"][k]
+            for k in ("overfit/best_epoch", "overfit/gap_acc", "overfit/gap_loss")
+            if k in t["metrics"]
+        }
+        for t in trials
     }
     summary["diagnosis"] = diag
     status = "completed" if best is not None else "failed"  # a sweep that chose no model failed

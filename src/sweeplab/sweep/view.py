@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console, Group
@@ -11,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from sweeplab.metrics import VAL_ACC, VAL_LOSS, best_epoch
+from sweeplab.metrics import VAL_ACC, VAL_LOSS, best_epoch, quality_key
 from sweeplab.status import TrialStatus
 
 MAX_ROWS = 14
@@ -70,9 +71,7 @@ class LiveView:
     def best_label(self) -> str:
         return f"best {self.metric}"
 
-    @property
-    def other(self) -> str:
-        return second_metric(self.metric)
+    other = VAL_ACC  # the figure beside the metric; render() sets it from what trials report
 
     def _best_epoch(self, rec) -> dict[str, float]:
         return dict(best_epoch(rec.history, self.metric, self.mode) or {})
@@ -86,6 +85,9 @@ class LiveView:
 
     def render(self, recorder) -> Group:
         recs = list(recorder.trials.values())
+        reported = next((r.history[-1] for r in recs if r.history), None)
+        if reported:
+            self.other = second_metric(self.metric, reported)
         keys = list(dict.fromkeys(k for r in recs for k in r.sampled))
         table = Table(title=f"sweep {recorder.name}", title_justify="left", expand=False)
         table.add_column("trial", justify="right")
@@ -124,9 +126,11 @@ class LiveView:
         return Group(table, Text(footer))
 
 
-def second_metric(metric: str) -> str:
-    """The metric shown beside the sweep's own, at a trial's best epoch."""
-    return VAL_ACC if metric != VAL_ACC else VAL_LOSS
+def second_metric(metric: str, reported: Iterable[str] = (VAL_ACC,)) -> str:
+    """The metric shown beside the sweep's own, at a trial's best epoch: accuracy (a regression's
+    val/mae), or val/loss when that is the sweep's metric."""
+    quality = quality_key(reported)
+    return quality if metric != quality else VAL_LOSS
 
 
 def _pm(mean_std) -> str:
@@ -143,7 +147,8 @@ def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> No
     counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["counts"].items()))
     table.add_row("trials", f"{summary['trials']} ({counts})")
     if "best" in summary:
-        best, be, other = summary["best"], summary["best_epoch"], second_metric(summary["metric"])
+        best, be = summary["best"], summary["best_epoch"]
+        other = second_metric(summary["metric"], be)
         table.add_row(
             "best trial",
             f"{best['name']} — {summary['metric']} {be[summary['metric']]:.4f}, "
@@ -151,7 +156,8 @@ def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> No
         )
         config = summary.get("best_config", best["sampled"])  # the values its weights were trained with
         table.add_row("best config", " ".join(f"{k}={v}" for k, v in config.items()))
-        table.add_row("test", f"test/acc {summary['test/acc']:.4f}  test/loss {summary['test/loss']:.4f}")
+        tested = [k for k in (quality_key(summary, "test"), "test/loss") if k in summary]
+        table.add_row("test", "  ".join(f"{k} {summary[k]:.4f}" for k in dict.fromkeys(tested)))
         if robust := summary.get("robust"):
             w = robust["rows"][0]
             figures = ", ".join(f"{k} {_pm(w[k])}" for k in _robust_keys(summary))
@@ -189,7 +195,8 @@ def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> No
             rerun.add_row(r["of"], *(_pm(r[k]) for k in keys), values)
         console.print(rerun)
     diag = Table(
-        title="overfitting diagnosis (best epoch by smoothed val/loss; final train-val accuracy gap)",
+        title="overfitting diagnosis (best epoch by smoothed val/loss; final train-val accuracy gap, or"
+        " val-train loss gap for regression)",
         title_justify="left",
     )
     for col in ("trial", "status", "best epoch", "gap"):
@@ -197,7 +204,7 @@ def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> No
     rows = sorted(summary["rows"], key=lambda t: t["best"] if summary["mode"] == "min" else -t["best"])
     for t in rows[:10]:
         d = summary["diagnosis"].get(t["name"], {})
-        be, gap = d.get("overfit/best_epoch"), d.get("overfit/gap_acc")
+        be, gap = d.get("overfit/best_epoch"), d.get("overfit/gap_acc", d.get("overfit/gap_loss"))
         diag.add_row(
             t["name"],
             t["status"] or "",
