@@ -282,7 +282,7 @@ def test_the_project_travels_to_workers_without_data_outputs_or_environments(pro
         env = proj.runtime_env(remote=True)
         assert env["working_dir"] == str(project) and env["pip"] == str(project / "requirements.txt")
         assert env["env_vars"] == {"SWEEPLAB_CONFIG_DIR": "conf"}  # relative: the worker's copy
-        assert "data" in env["excludes"] and ".venv" in env["excludes"]
+        assert "/data" in env["excludes"] and ".venv" in env["excludes"]
         assert proj.upload_size(project) < 1 << 20  # the excluded data does not count
         local = proj.runtime_env(remote=False)
         assert local["env_vars"]["SWEEPLAB_CONFIG_DIR"] == str(project / "conf")

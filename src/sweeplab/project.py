@@ -24,22 +24,23 @@ ENV = "SWEEPLAB_CONFIG_DIR"
 EXCLUDES = (
     ".git",
     ".venv",
-    "venv",
-    "env",
+    "/venv",
+    "/env",
     "__pycache__",
     "*.pyc",
     ".pytest_cache",
     ".ruff_cache",
-    "data",
-    "outputs",
-    "sweeps",
-    "mlruns",
-    "mlartifacts",
-    "mlflow.db",
+    "node_modules",
+    # anchored at the project's folder: conf/data/ (the data options) must travel
+    "/data",
+    "/outputs",
+    "/sweeps",
+    "/mlruns",
+    "/mlartifacts",
+    "/mlflow.db",
     "*.ckpt",
     "*.pt",
     "*.npz",
-    "node_modules",
 )
 # Ray refuses a working_dir package larger than this (its own limit is 500 MiB; uploads this size
 # already take a while): the check below says what to exclude instead of Ray's message.
@@ -125,7 +126,10 @@ def files_hash(top: Path) -> str:
     h = hashlib.sha256()
     for path in sorted(p for ext in ("*.py", "*.yaml", "*.yml") for p in top.rglob(ext)):
         rel = path.relative_to(top)
-        if any(part in EXCLUDES or part.startswith(".") for part in rel.parts[:-1]):
+        if (
+            any(part in EXCLUDES or part.startswith(".") for part in rel.parts[:-1])
+            or f"/{rel.parts[0]}" in EXCLUDES
+        ):
             continue
         h.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()[:16]
@@ -180,9 +184,10 @@ def _sizes(top: Path) -> list[tuple[str, int]]:
     ignored = set(EXCLUDES) | _rayignore(top)
     out = []
     for dirpath, dirnames, filenames in os.walk(top):
-        dirnames[:] = [d for d in dirnames if d not in ignored]
+        at_top = Path(dirpath) == top
+        dirnames[:] = [d for d in dirnames if d not in ignored and not (at_top and f"/{d}" in ignored)]
         for name in filenames:
-            if name in ignored or Path(name).suffix and f"*{Path(name).suffix}" in ignored:
+            if name in ignored or (at_top and f"/{name}" in ignored) or f"*{Path(name).suffix}" in ignored:
                 continue
             path = Path(dirpath) / name
             out.append((str(path.relative_to(top)), path.stat().st_size))
