@@ -325,7 +325,7 @@ class TrackingConfig:
 class SearchConfig:
     """A search space: dotted config keys (or group names) -> distributions; see sweeplab.space."""
 
-    name: str = "none"
+    name: str | None = None  # a project's space is named by its file (config.name_options)
     space: dict[str, Any] = field(default_factory=dict)
 
 
@@ -505,7 +505,7 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "con
 def name_options(cfg: DictConfig, choices: Mapping[str, Any]) -> None:
     """A project's option needs no ``name:`` of its own: it is called by its file's name (what run
     names, params and the summary show)."""
-    for group in BUILT:
+    for group in (*BUILT, "search"):
         node = cfg.get(group)
         if isinstance(node, DictConfig) and node.get("name") is None and choices.get(group):
             with open_dict(node):
