@@ -4,9 +4,7 @@ an S3 server on the test network), node-local storage refused, and a worker host
 
 from __future__ import annotations
 
-import re
 import sqlite3
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -227,20 +225,24 @@ def test_a_projects_own_model_trains_on_both_hosts(net, cluster, s3):
 
 
 def test_a_module_that_does_not_import_on_a_worker_ends_the_sweep_once(net, cluster, s3):
+    import re
+    from collections import Counter
+
     marker = net.head.private / "only-on-head"
     marker.write_text("")
     proj = write_project(net.head.private / "proj-fatal", marker=str(marker))
     assert net.worker.run(["test", "-e", str(marker)], check=False).returncode != 0
     proc = project_sweep(
         net, cluster, s3, proj, "tune.num_samples=4", "tune.max_failures=2",
-        "trainer.epochs=100",  # the head's trial is still training when the worker's fails
+        "trainer.epochs=100",  # no trial on the head finishes before the worker's fails
         name="fatal",
     )  # fmt: skip
     assert proc.wait(400) == 2, proc.output()
     output = proc.output()
     lines = [line for line in output.splitlines() if line.strip()]
     last = lines[-1]
-    assert last.startswith("error: sweep fatal stopped: model._target_=tinynet.model.Net: cannot import tinynet")
+    stopped = "error: sweep fatal stopped: model._target_=tinynet.model.Net: cannot import tinynet"
+    assert last.startswith(stopped)
     assert last.endswith("ImportError: tinynet needs only-on-head")
     assert str(net.worker.ray_temp_dir) in last  # looked for in the worker's copy of the project
     assert [line for line in lines if "stopped:" in line] == [last], output  # the sweep ends once
