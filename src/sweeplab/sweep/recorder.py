@@ -224,6 +224,9 @@ class SweepRecorder(Callback):
             rec.status, rec.reason = TrialStatus(result["trial_status"]), result.get("trial_reason", "")
             if result.get(FATAL):  # every trial would fail the same way: the sweep stops (SweepStopper)
                 self.session.fatal = self.session.fatal or rec.reason
+                self._write(rec, *records)
+                self._finish(rec)  # closed now: the stopped sweep may never report it complete
+                return
         else:
             if donor:  # the donor's history is not this run's: it goes on with its own next epoch
                 rec.epoch_offset = rec.last_logged + 1 - int(result[EPOCH])
