@@ -68,6 +68,36 @@ FILES = {
         def error_rate(outputs, targets):
             return float((outputs.argmax(1) != targets).float().mean())
     """,
+    "tinynet/files.py": """
+        import os
+        from pathlib import Path
+
+        import numpy as np
+        import torch
+        from torch.utils.data import Dataset
+
+        from sweeplab.data import DataBundle
+
+
+        class Samples(Dataset):
+            \"\"\"One .npy file per sample under root/<split>/<label>/: read when a batch needs it.\"\"\"
+
+            def __init__(self, folder: Path):
+                self.split, self.files = folder.name, sorted(folder.glob("*/*.npy"))
+
+            def __len__(self):
+                return len(self.files)
+
+            def __getitem__(self, i):
+                with open(os.environ["READS_LOG"], "a") as log:  # who read what: the test's proof
+                    log.write(f"{os.getpid()} {self.split}\\n")
+                return torch.from_numpy(np.load(self.files[i])), int(self.files[i].parent.name)
+
+
+        def load(root: str):
+            splits = [Samples(Path(root) / split) for split in ("train", "val", "test")]
+            return DataBundle.streamed(*splits, num_classes=3, name="files")
+    """,
     "conf/model/tinynet.yaml": "_target_: tinynet.model.Net\nwidth: 16\n",
     "conf/model/typo.yaml": "_target_: tinynet.model.Net\nwidht: 16\n",
     "conf/model/nodrop.yaml": "_target_: tinynet.model.NoDropout\n",
@@ -231,6 +261,11 @@ def test_train_check_and_sweep_a_project_of_ones_own(project):
         (["model=notmodule"], ["tinynet.model:not_a_module returned dict, not a torch.nn.Module"]),
         (["model=tenout"], ["outputs shape (10,)", "3 classes", "needs (3,)"]),
         (["model=nodrop", "regularizer=dropout"], ["regularizer.dropout=0.5", "takes no 'dropout'"]),
+        (["model=tinynet", "model.width=12a"], ["model.width='12a': tinynet.model:Net takes int"]),
+        (
+            ["model=tinynet", "model._target_=tinynet.modl.Net"],
+            ["tinynet has no 'modl' (did you mean 'model'?)"],
+        ),
         (["model.hidden=256"], ["model.hidden=256 must be a list", "model.hidden=[256]"]),
         (["search=listy"], ["a list where a mapping belongs"]),
         (["hydra.searchpath=[file:///no/such/folder]"], ["/no/such/folder is not a folder", "--config-dir"]),
@@ -297,3 +332,59 @@ def test_the_project_travels_to_workers_without_data_outputs_or_environments(pro
         for name in ("data/big.bin", "requirements.txt", "weights.bin", ".rayignore"):
             (project / name).unlink(missing_ok=True)
         (project / "data").rmdir()
+
+
+# ------------------------------------------------------------------ data that does not fit in memory
+@pytest.mark.slow
+def test_streamed_data_is_read_by_each_trial_not_held_by_the_driver(project, tmp_path):
+    """A Dataset reading one file per sample from a folder every trial can reach: trained in
+    batches by each trial; the driver opens it and reads a few samples to check the model."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 6)) * 3
+    sizes = {"train": 90, "val": 30, "test": 30}
+    for split, n in sizes.items():
+        for i in range(n):
+            label = i % 3
+            folder = tmp_path / "shared" / split / str(label)
+            folder.mkdir(parents=True, exist_ok=True)
+            np.save(folder / f"{i}.npy", (centers[label] + rng.normal(size=6)).astype(np.float32))
+    (project / "conf/data/files.yaml").write_text(
+        f"_target_: tinynet.files.load\nroot: {tmp_path / 'shared'}\n"
+    )
+    reads_log = tmp_path / "reads.log"
+    env = {**os.environ, "READS_LOG": str(reads_log)}
+    try:
+        args = ["sweep", "experiment=tiny", "data=files", "tune.name=streamed", "trainer.epochs=2"]
+        args.append("trainer.eval_batch_size=8")  # the driver's check reads one batch of it
+        swept = subprocess.Popen(
+            [sys.executable, "-m", "sweeplab.cli", *args], cwd=project, text=True,
+            env={**{k: v for k, v in env.items() if k != "MLFLOW_TRACKING_URI"}, "PYTHONPATH": ""},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = swept.communicate(timeout=300)
+        assert swept.returncode == 0, out
+    finally:
+        (project / "conf/data/files.yaml").unlink()
+    reads: dict[tuple[int, str], int] = {}
+    for line in reads_log.read_text().splitlines():
+        pid, split = line.split()
+        reads[int(pid), split] = reads.get((int(pid), split), 0) + 1
+    driver = {split: n for (pid, split), n in reads.items() if pid == swept.pid}
+    # the driver checks the model on a few samples and tests the chosen one; it never trains
+    # (val: the check's one batch, the logged model's example, a few samples for shapes: < 30)
+    assert driver.get("train", 0) <= 5 and driver.get("val", 0) < sizes["val"], driver
+    assert sizes["test"] <= driver["test"] <= sizes["test"] + 2, driver
+    trials = {pid for pid, _ in reads} - {swept.pid}
+    assert len(trials) >= 1
+    trained = sum(n for (pid, split), n in reads.items() if pid in trials and split == "train")
+    assert trained >= 2 * 2 * sizes["train"], reads  # two trials, two epochs, every sample
+    client = MlflowClient(f"sqlite:///{project}/mlflow.db")
+    parent = client.search_runs(
+        [client.get_experiment_by_name("tiny").experiment_id], "tags.`sweeplab.sweep` = 'streamed'"
+    )
+    kids = [r for r in parent if "mlflow.parentRunId" in r.data.tags]
+    assert len(kids) == 2
+    for kid in kids:
+        assert [m.step for m in client.get_metric_history(kid.info.run_id, "val/acc")] == [1, 2]

@@ -89,7 +89,7 @@ def check_output(model: nn.Module, data: DataBundle, group_name: str = "model") 
         was_training = model.training
         model.eval()
         try:
-            out = model(data.x_val[:2])
+            out = model(data.inputs("val", 2))
         finally:
             model.train(was_training)
     if not isinstance(out, torch.Tensor):
@@ -98,7 +98,7 @@ def check_output(model: nn.Module, data: DataBundle, group_name: str = "model") 
     if data.task == "classification" and data.num_classes == 2:
         fits.append(2)  # two logits under softmax serve a binary problem as well as one sigmoid unit
     width = out.shape[1] if out.ndim == 2 else None
-    if out.ndim != 2 or out.shape[0] != len(data.x_val[:2]) or width not in fits:
+    if out.ndim != 2 or out.shape[0] != min(2, len(data.x_val)) or width not in fits:
         need = " or ".join(str(f) for f in fits)
         what = (
             f"{data.num_outputs} regression target(s)"

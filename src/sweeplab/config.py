@@ -303,6 +303,7 @@ class TrainerConfig:
     batch_size: int = 128
     eval_batch_size: int = 2048
     num_threads: int = 0  # 0: leave torch's default
+    loader_workers: int = 0  # streamed data (Datasets): DataLoader processes; 0 reads in the trial
     device: Device = Device.auto
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
 
@@ -552,6 +553,7 @@ _RULES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("trainer.batch_size", lambda v: v >= 1, "at least 1"),
     ("trainer.eval_batch_size", lambda v: v >= 1, "at least 1"),
     ("trainer.num_threads", lambda v: v >= 0, "0 (torch's default) or more"),
+    ("trainer.loader_workers", lambda v: v >= 0, "0 (read in the training process) or more"),
     ("trainer.early_stopping.patience", lambda v: v >= 1, "at least 1"),
     ("trainer.early_stopping.smoothing", lambda v: v >= 1, "at least 1 (1: no smoothing)"),
     ("trainer.early_stopping.min_delta", lambda v: v >= 0, "0 or more"),

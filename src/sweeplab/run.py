@@ -61,7 +61,7 @@ def log_run_artifacts(
         )
         if cfg["tracking"]["log_model"]:
             model = deployable(trainer.model, trainer.data)
-            tracker.log_model(run_id, model, trainer.data.x_val[:8], step=result.best_epoch or 0)
+            tracker.log_model(run_id, model, trainer.data.inputs("val", 8), step=result.best_epoch or 0)
 
 
 def train_and_track(

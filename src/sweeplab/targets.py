@@ -10,6 +10,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import pkgutil
+import types
+import typing
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
@@ -50,6 +53,7 @@ def locate(group: str, path: str) -> Any:
         for attr in parts[i:]:
             if not hasattr(obj, attr):
                 names = [n for n in dir(obj) if not n.startswith("_")]
+                names += [m.name for m in pkgutil.iter_modules(getattr(obj, "__path__", []))]
                 hint = _did_you_mean(attr, names)
                 raise TargetError(f"{group}._target_={path}: {module_name} has no '{attr}'{hint}")
             obj = getattr(obj, attr)
@@ -101,7 +105,35 @@ def check_arguments(
                 f"{group}.{key}: {qualified(fn)} takes no argument '{key}'{_did_you_mean(key, takes)}; "
                 f"it takes: {', '.join(takes)}"
             )
+    check_types(group, fn, given)
     return fn
+
+
+# What a config value may be for a parameter annotated with one of these (ints pass as floats).
+_SCALARS: dict[type, tuple[type, ...]] = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
+
+
+def check_types(group: str, fn: Callable, given: Mapping[str, Any]) -> None:
+    """A value of the wrong type for a parameter annotated ``int``, ``float``, ``bool`` or ``str``
+    (or one of those or None) is refused here, not deep inside torch with a traceback."""
+    try:
+        hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: nothing to check against
+        return
+    for key, value in given.items():
+        allowed = _allowed(hints.get(key))
+        if allowed is None or value is None and type(None) in allowed:
+            continue
+        if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+            want = " or ".join(t.__name__ for t in allowed if t is not type(None))
+            raise TargetError(f"{group}.{key}={value!r}: {qualified(fn)} takes {want} for '{key}'")
+
+
+def _allowed(hint: Any) -> tuple[type, ...] | None:
+    parts = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if not all(p in _SCALARS or p is type(None) for p in parts):
+        return None  # lists, tensors, unions of other things: Hydra or the target itself judges them
+    return tuple(dict.fromkeys(t for p in parts for t in _SCALARS.get(p, (type(None),))))
 
 
 def qualified(obj: Any) -> str:

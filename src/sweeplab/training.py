@@ -146,8 +146,38 @@ class Evaluator:
         self.model = model.to(self.device)
         self.loss_fn = build_loss(cfg.get("loss") or {}) or self._task_loss
         self.metrics = build_metrics(cfg.get("metrics"))
-        self.xs = {s: getattr(data, f"x_{s}").to(self.device) for s in ("train", "val", "test")}
-        self.ys = {s: getattr(data, f"y_{s}").to(self.device) for s in ("train", "val", "test")}
+        if not data.is_streamed:  # in memory: on the device once, batches are slices of it
+            self.xs = {s: getattr(data, f"x_{s}").to(self.device) for s in ("train", "val", "test")}
+            self.ys = {s: getattr(data, f"y_{s}").to(self.device) for s in ("train", "val", "test")}
+
+    def batches(self, split: str, batch_size: int, shuffle: torch.Generator | None = None):
+        """``(x, y)`` batches of a split on the device, shuffled by ``shuffle`` when given. In-memory
+        tensors are indexed (no DataLoader on the hot path); a streamed split is read through a
+        DataLoader with ``trainer.loader_workers`` processes."""
+        if not self.data.is_streamed:
+            x, y = self.xs[split], self.ys[split]
+            order = torch.randperm(len(x), generator=shuffle).to(self.device) if shuffle is not None else None
+            for start in range(0, len(x), batch_size):
+                if order is None:
+                    yield x[start : start + batch_size], y[start : start + batch_size]
+                else:
+                    idx = order[start : start + batch_size]
+                    yield x[idx], y[idx]
+            return
+        from torch.utils.data import DataLoader
+
+        workers = self.cfg["trainer"].get("loader_workers", 0)
+        loader = DataLoader(
+            getattr(self.data, f"x_{split}"),
+            batch_size=batch_size,
+            shuffle=shuffle is not None,
+            generator=shuffle,
+            num_workers=workers,
+            persistent_workers=False,
+        )
+        for xb, yb in loader:
+            yb = yb.float().reshape(len(yb), -1) if self.regression else yb.long()
+            yield xb.to(self.device), yb.to(self.device)
 
     def _task_loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.regression:
@@ -161,19 +191,24 @@ class Evaluator:
         return (predicted == y).sum()
 
     @torch.no_grad()
-    def evaluate(self, split: str) -> dict[str, float]:
+    def evaluate(self, split: str, batches: int | None = None) -> dict[str, float]:
         """``<split>/loss`` and the task's and the user's metrics on ``val`` or ``test``, with the
-        model in eval mode (dropout off)."""
+        model in eval mode (dropout off); on the first ``batches`` batches only when given (a check
+        that the metrics are reported, not a measurement)."""
         self.model.eval()
-        x, y = self.xs[split], self.ys[split]
-        bs = self.cfg["trainer"]["eval_batch_size"]
-        out = torch.cat([self.model(x[start : start + bs]) for start in range(0, len(x), bs)])
+        outs, ys = [], []
+        for xb, yb in self.batches(split, self.cfg["trainer"]["eval_batch_size"]):
+            outs.append(self.model(xb))
+            ys.append(yb)
+            if batches is not None and len(outs) >= batches:
+                break
+        out, y = torch.cat(outs), torch.cat(ys)
         result = {f"{split}/loss": float(self.loss_fn(out, y))}
         if self.regression:
             result[f"{split}/mse"] = float(nn.functional.mse_loss(out, y))
             result[f"{split}/mae"] = float(nn.functional.l1_loss(out, y))
         else:
-            result[f"{split}/acc"] = int(self._hits(out, y)) / len(x)
+            result[f"{split}/acc"] = int(self._hits(out, y)) / len(y)
         for name, metric in self.metrics.items():
             result[f"{split}/{name}"] = float(metric(out, y))
         return result
@@ -202,21 +237,17 @@ class Trainer(Evaluator):
         Loss and accuracy are running averages over the epoch, as Keras reports them.
         """
         self.model.train()
-        x, y = self.xs["train"], self.ys["train"]
-        n, bs = len(x), self.cfg["trainer"]["batch_size"]
-        perm = torch.randperm(n, generator=self.shuffle).to(self.device)
+        n = len(self.data.x_train)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.long, device=self.device)
-        for start in range(0, n, bs):
-            idx = perm[start : start + bs]
-            xb, yb = x[idx], y[idx]
+        for xb, yb in self.batches("train", self.cfg["trainer"]["batch_size"], self.shuffle):
             out = self.model(xb)
             loss = self.loss_fn(out, yb)
             objective = loss + self.penalty() if self.penalty else loss
             self.optimizer.zero_grad(set_to_none=True)
             objective.backward()
             self.optimizer.step()
-            loss_sum += loss.detach() * len(idx)
+            loss_sum += loss.detach() * len(yb)
             if not self.regression:
                 correct += self._hits(out.detach(), yb)
         metrics = {"train/loss": loss_sum.item() / n}

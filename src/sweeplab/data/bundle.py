@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
+from torch.utils.data import Dataset
 
 CLASSIFICATION, REGRESSION = "classification", "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
@@ -24,14 +25,19 @@ class DataBundle:
     ``kind`` tells models how to read ``x``: ``"image"`` (N, C, H, W) float,
     ``"vector"`` (N, D) float (multi-hot, TF-IDF, any flat features) or
     ``"tokens"`` (N, L) int64 ids with 0 as padding.
+
+    Data that does not fit in memory is *streamed*: each ``x_<split>`` is a map-style
+    ``torch.utils.data.Dataset`` of ``(x, y)`` samples (reading files from a folder every node
+    mounts, or an object store) and ``y_<split>`` is None; training reads it in batches through a
+    ``DataLoader``, and each trial opens it itself (the driver never holds it).
     """
 
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
+    x_train: Any  # a tensor, or a Dataset of (x, y) samples
+    y_train: torch.Tensor | None
+    x_val: Any
+    y_val: torch.Tensor | None
+    x_test: Any
+    y_test: torch.Tensor | None
     num_classes: int
     kind: str
     class_names: list[str]
@@ -94,14 +100,65 @@ class DataBundle:
             task=task,
         )
 
+    @classmethod
+    def streamed(
+        cls,
+        train: Dataset,
+        val: Dataset,
+        test: Dataset,
+        *,
+        task: str = CLASSIFICATION,
+        num_classes: int = 0,
+        class_names: list[str] | None = None,
+        kind: str | None = None,
+        fingerprint: str | None = None,
+        name: str = "data",
+    ) -> DataBundle:
+        """A bundle over three map-style Datasets of ``(x, y)`` samples, read batch by batch while
+        training: for data that does not fit in memory. Classes cannot be counted without reading
+        every sample, so a classifier's ``num_classes`` is given. The fingerprint is the given one
+        (e.g. a hash of the files' listing), else the splits' sizes and first samples."""
+        if task == CLASSIFICATION and num_classes < 2:
+            raise DataError(f"{name}: a streamed classification data set needs num_classes (at least 2)")
+        first = torch.as_tensor(train[0][0])
+        if kind is None:
+            kind = "tokens" if not first.is_floating_point() else "image" if first.ndim == 3 else "vector"
+        if fingerprint is None:
+            samples = [torch.as_tensor(d[0][0]).numpy().tobytes() for d in (train, val, test)]
+            fingerprint = _fingerprint(
+                type(train).__qualname__, *(str(len(d)) for d in (train, val, test)), *samples
+            )
+        return cls(
+            train, None, val, None, test, None,
+            num_classes=num_classes if task == CLASSIFICATION else 0,
+            kind=kind,
+            class_names=class_names or [str(i) for i in range(num_classes)],
+            fingerprint=fingerprint,
+            extra={"name": name},
+            task=task,
+        )  # fmt: skip
+
+    @property
+    def is_streamed(self) -> bool:
+        return not isinstance(self.x_train, torch.Tensor)
+
+    def inputs(self, split: str, n: int) -> torch.Tensor:
+        """The first ``n`` inputs of a split as one batch (a model's check, a logged model's example)."""
+        x = getattr(self, f"x_{split}")
+        if not self.is_streamed:
+            return x[:n]
+        return torch.stack([torch.as_tensor(x[i][0]) for i in range(min(n, len(x)))])
+
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
+        return tuple(self.inputs("train", 1).shape[1:])
 
     @property
     def num_outputs(self) -> int:
         """Output units a model needs: one per class (one sigmoid unit for two), one per target."""
         if self.task == REGRESSION:
+            if self.is_streamed:
+                return torch.as_tensor(self.x_train[0][1]).numel()
             return int(self.y_train.shape[1]) if self.y_train.ndim == 2 else 1
         return 1 if self.num_classes == 2 else self.num_classes
 
@@ -160,10 +217,13 @@ def check_trainable(b: DataBundle) -> None:
     outside ``0..num_classes-1``, and labels so sparse that most of the output units would
     stand for classes without a single sample (the sign of ids used as labels).
     """
-    where = b.extra.get("path") or b.extra.get("dir") or "data"
+    where = b.extra.get("path") or b.extra.get("dir") or b.extra.get("name") or "data"
     for split in ("train", "val", "test"):
         if len(getattr(b, f"x_{split}")) == 0:
             raise DataError(f"{where}: the {split} split has no samples")
+        if b.is_streamed:  # read batch by batch: its first sample stands for it here
+            check_finite(b.inputs(split, 1), f"{where}: x_{split}[0]")
+            continue
         check_finite(getattr(b, f"x_{split}"), f"{where}: x_{split}")
         if len(getattr(b, f"y_{split}")) != len(getattr(b, f"x_{split}")):
             raise DataError(
@@ -172,7 +232,7 @@ def check_trainable(b: DataBundle) -> None:
             )
         if b.task == REGRESSION:
             check_finite(getattr(b, f"y_{split}"), f"{where}: y_{split}")
-    if b.task == CLASSIFICATION:
+    if b.task == CLASSIFICATION and not b.is_streamed:
         check_labels(where, b.num_classes, b.y_train, b.y_val, b.y_test)
 
 
@@ -244,6 +304,9 @@ def fingerprint(*parts: bytes | str) -> str:
         h.update(part.encode() if isinstance(part, str) else part)
         h.update(b"\0")
     return h.hexdigest()[:16]
+
+
+_fingerprint = fingerprint  # for DataBundle.streamed, whose argument of that name shadows it
 
 
 def scale_splits(

@@ -21,6 +21,7 @@ from sweeplab.space import Param, to_override
 
 QUICK_GROUPS = ("data", "model")  # what decides whether a model can be built at all
 MODEL_GROUPS = ("data", "model", "regularizer")  # what a model is built from (dropout, batch norm)
+INTEGER_KINDS = ("randint", "qrandint")
 TRAIN_METRICS = ("train/loss", "train/acc", "train/penalty", "lr", "epoch_time_s")
 
 
@@ -71,15 +72,26 @@ def _choices(params: Sequence[Param], thorough: bool) -> list[dict[str, Any]]:
     every discrete value of a model key, then each option of every other group on its own."""
     product_keys = MODEL_GROUPS if thorough else QUICK_GROUPS
     crossed = [p for p in params if p.key in product_keys or (thorough and p.key.startswith("model."))]
-    crossed = [p for p in crossed if p.discrete or p.is_group]
+    crossed = [p for p in crossed if p.discrete or p.is_group or (thorough and p.kind in INTEGER_KINDS)]
     base = [
         {p.key: v for p, v in zip(crossed, values, strict=True)}
-        for values in product(*[p.args for p in crossed])
+        for values in product(*[_values(p) for p in crossed])
     ]
     if not thorough:
         return base
     alone = [{p.key: v} for p in params if p.is_group and p not in crossed for v in p.args]
     return base + [{**base[0], **one} for one in alone]
+
+
+def _values(p: Param) -> tuple:
+    """A discrete key's every value; an integer range's two ends (a layer at its narrowest and its
+    widest: where a model fails to build or to fit, it fails there)."""
+    if p.kind not in INTEGER_KINDS:
+        return p.args
+    low, high = p.args[0], p.args[1]
+    # Tune's randint leaves its upper end out; qrandint keeps it, on a multiple of q
+    high = (high // p.args[2]) * p.args[2] if p.kind == "qrandint" else high - 1
+    return tuple(dict.fromkeys((low, high)))
 
 
 def _check_one(cfg: dict[str, Any], report: CheckReport) -> None:
@@ -93,7 +105,7 @@ def _check_one(cfg: dict[str, Any], report: CheckReport) -> None:
     key = json.dumps([cfg[k] for k in ("data", "model", "regularizer", "loss", "metrics")], sort_keys=True)
     if key not in report.models:
         evaluator = Evaluator(cfg, data)  # builds the model, checks its output, loss and metrics
-        report.reported |= set(evaluator.evaluate("val")) | set(TRAIN_METRICS)
+        report.reported |= set(evaluator.evaluate("val", batches=1)) | set(TRAIN_METRICS)
         report.models[key] = (cfg["model"]["name"], count_parameters(evaluator.model)[0])
         model = evaluator.model
     else:

@@ -329,7 +329,7 @@ def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float, fin
     tracker.log_config(parent, trial_cfg, "best_config.yaml")
     tracker.log_checkpoint(parent, ckpt)
     model = deployable(evaluator.model, evaluator.data)
-    info = tracker.log_model(parent, model, evaluator.data.x_val[:8], step=0)
+    info = tracker.log_model(parent, model, evaluator.data.inputs("val", 8), step=0)
     if cfg["tune"]["register_model"]:
         name = model_name(cfg)
         version, moved = tracker.register_best(
