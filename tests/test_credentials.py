@@ -289,7 +289,7 @@ def team_config(tmp_path: Path) -> Path:
     """A team's conf/: its tracking option, chosen by default, reads the store URI from the
     environment. Resolved, the URI is in every config sweeplab composes (so in what it records)
     without being on any command line."""
-    from sweeplab.config import config_dir
+    from sweeplab.project import builtin_conf_dir as config_dir
 
     conf = tmp_path / "conf"
     shutil.copytree(config_dir(), conf)

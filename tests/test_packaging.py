@@ -79,7 +79,7 @@ def test_the_wheel_works_outside_the_repository(tmp_path):
         [
             str(python),
             "-c",
-            "import sweeplab, sweeplab.config as c; print(sweeplab.__file__); print(c.config_dir())",
+            "import sweeplab, sweeplab.project as p; print(sweeplab.__file__); print(p.builtin_conf_dir())",
         ],
         outside,
         env,

@@ -216,7 +216,8 @@ def test_dockerfile_installs_cpu_torch_first_and_ships_the_scripts():
     assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in text
     assert text.index("torch==2.13.0") < text.index('pip install --no-cache-dir ".[cluster]"')
     assert "COPY services ./services" in text and "SWEEPLAB_SERVICES_DIR=/app/services" in text
-    assert "SWEEPLAB_CONFIG_DIR=/app/conf" in text
+    # the packaged configs serve; $SWEEPLAB_CONFIG_DIR would make /app a project shipped to workers
+    assert "SWEEPLAB_CONFIG_DIR=" not in text
     ignored = (DOCKER / "Dockerfile.dockerignore").read_text().split()
     assert {".venv", ".git", "mlruns", "mlflow.db", "mlartifacts", "docker/.env"} <= set(ignored)
     assert not {"src", "conf", "services"} & set(ignored)
