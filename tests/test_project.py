@@ -388,3 +388,36 @@ def test_streamed_data_is_read_by_each_trial_not_held_by_the_driver(project, tmp
     assert len(kids) == 2
     for kid in kids:
         assert [m.step for m in client.get_metric_history(kid.info.run_id, "val/acc")] == [1, 2]
+
+
+# ------------------------------------------------------------------ the examples
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.mark.slow
+def test_the_regression_example_sweeps_and_registers_a_regressor(tmp_path):
+    import shutil
+
+    example = shutil.copytree(EXAMPLES / "diabetes_regression", tmp_path / "diabetes_regression")
+    args = ["experiment=diabetes_sweep", "tune.num_samples=4", "trainer.epochs=6", "tune.grace_period=2"]
+    swept = sweeplab(example, "sweep", *args, "tune.name=diabetes-1")
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    assert "test/mae" in swept.stdout and "test/acc" not in swept.stdout
+    client = MlflowClient(f"sqlite:///{example}/mlflow.db")
+    experiment = client.get_experiment_by_name("diabetes")
+    (parent,) = client.search_runs([experiment.experiment_id], "tags.`sweeplab.kind` = 'sweep'")
+    assert parent.info.status == "FINISHED"
+    assert {"test/mse", "test/mae", "test/r2"} <= set(parent.data.metrics)
+    kids = client.search_runs(
+        [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'"
+    )
+    assert len(kids) == 4
+    assert all(client.get_metric_history(k.info.run_id, "val/r2") for k in kids)
+    version = client.get_model_version_by_alias("diabetes-diabetes", "best")
+    assert version.run_id == parent.info.run_id
+
+
+def test_the_keras_tuner_example_checks_on_the_course_data():
+    checked = sweeplab(EXAMPLES / "keras_tuner_course", "sweep", "--check", "experiment=keras_tuner_course")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "model course_net: 2 distinct, 25,450 to 407,050 parameters" in checked.stdout
