@@ -5,6 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 FASHION_DEB_DIR := /usr/share/datasets/fashion-mnist
+# Waits for another apt/dpkg run to let go of its lock instead of failing at once; a machine whose
+# package lists were never fetched gets them (apt-get update) and is asked again.
+APT_INSTALL := apt-get -o DPkg::Lock::Timeout=300 install -y -qq
 
 .PHONY: install data sweep train test test-tools test-fast bench lint ui clean
 
@@ -24,7 +27,8 @@ data: $(STAMP)
 	@if [ -z "$$SWEEPLAB_DATA_DIR" ] && [ ! -f $(FASHION_DEB_DIR)/train-images-idx3-ubyte.gz ] \
 	    && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
 	  echo "installing Debian package dataset-fashion-mnist ..."; \
-	  apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+	  $(APT_INSTALL) dataset-fashion-mnist >/dev/null 2>&1 \
+	    || { apt-get update -qq >/dev/null 2>&1 && $(APT_INSTALL) dataset-fashion-mnist >/dev/null 2>&1; } \
 	    || echo "apt-get could not install dataset-fashion-mnist; falling back to the download"; \
 	fi
 	$(PY) -m sweeplab.data.fashion_mnist
@@ -40,7 +44,9 @@ train: data
 test-tools:
 	@command -v docker-compose >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && echo "installing docker-compose (to validate docker/compose.yaml) ..." \
-	  && apt-get install -y -qq docker-compose >/dev/null 2>&1; } || echo "docker-compose not installed"
+	  && { $(APT_INSTALL) docker-compose >/dev/null 2>&1 \
+	       || { apt-get update -qq >/dev/null 2>&1 && $(APT_INSTALL) docker-compose >/dev/null 2>&1; }; }; } \
+	  || echo "docker-compose not installed"
 
 test: data test-tools
 	$(PY) -m pytest $(PYTEST_ARGS)
