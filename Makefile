@@ -40,8 +40,14 @@ sweep: data
 train: data
 	$(VENV)/bin/sweeplab train experiment=course_fashion_mnist $(ARGS)
 
-# docker-compose validates docker/compose.yaml in the tests (no Docker engine needed).
+# docker-compose validates docker/compose.yaml in the tests (no Docker engine needed); Debian's
+# Chromium is the browser Playwright drives in the UI tests (it cannot download browsers of its own).
 test-tools:
+	@[ -x /usr/bin/chromium ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && echo "installing chromium (the UI tests' browser) ..." \
+	  && { $(APT_INSTALL) chromium >/dev/null 2>&1 \
+	       || { apt-get update -qq >/dev/null 2>&1 && $(APT_INSTALL) chromium >/dev/null 2>&1; }; }; } \
+	  || echo "chromium not installed"
 	@command -v docker-compose >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && echo "installing docker-compose (to validate docker/compose.yaml) ..." \
 	  && { $(APT_INSTALL) docker-compose >/dev/null 2>&1 \
@@ -79,5 +85,5 @@ down:
 # and its artifacts, sweeps, benchmark output. Asks nothing; data sets (data/, ~/.cache/sweeplab) stay.
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info \
-	  mlflow.db mlartifacts mlruns sweeps .bench outputs
+	  mlflow.db mlartifacts mlruns sweeps .bench outputs .test-artifacts
 	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +

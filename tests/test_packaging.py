@@ -113,6 +113,7 @@ def test_make_clean_removes_what_the_project_writes_and_keeps_data(tmp_path):
         "sweeps/s-1/sweeplab.json",
         ".bench/x.json",
         "outputs/x",
+        ".test-artifacts/x.png",
     ]
     kept = [
         "data/fashion-mnist/train-images-idx3-ubyte.gz",

@@ -175,6 +175,20 @@ def test_show_prints_the_summary_the_sweep_ended_with(store, capsys):
     assert f"test/acc {parent.data.metrics['test/acc']:.4f}" in line_with(out, "test/loss")
 
 
+def test_latest_and_a_unique_prefix_name_a_sweep(store, capsys):
+    tracker = Tracker({"uri": store.uri})
+    cfg = to_container(compose(["data=digits"]))
+    tracker.start_sweep_run(
+        "browse-d", "nightly-7f3a", cfg, [], str(store.root / "sweeps" / "nightly-7f3a"), {}
+    )
+    for ref in ("latest", "night", "nightly-7f3a"):
+        code, out, err = run_cli(capsys, "show", ref, store.arg)
+        assert code == 0, err
+        assert "nightly-7f3a" in out.splitlines()[0], out
+    code, _, err = run_cli(capsys, "show", "sweep", store.arg)  # sweep-a, sweep-b: which one?
+    assert code == 2 and "'sweep' begins the names of several sweeps" in err and "sweep-a, sweep-b" in err
+
+
 def test_show_a_sweep_that_was_not_summarized(store, capsys):
     """A sweep whose driver stopped before its end: what the store knows so far, and how to go on."""
     tracker = Tracker({"uri": store.uri})

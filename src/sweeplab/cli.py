@@ -33,8 +33,15 @@ from sweeplab.config import GROUPS, SWEEP_ONLY_GROUPS, ConfigError, compose, gro
 
 # about the command's start (the imports above take a fraction of a second): a sweep's budget counts from it
 STARTED = time.time()
-console = Console(highlight=False, soft_wrap=True)  # long URIs and paths stay copyable
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # Rich would exit 1 itself: main() ends quietly with 0 instead
+        raise BrokenPipeError
+
+
+console = _Console(highlight=False, soft_wrap=True)  # long URIs and paths stay copyable
+err_console = _Console(stderr=True, highlight=False, soft_wrap=True)
 # Off a terminal (a file, a pipe) Rich would lay everything out for 80 columns and cut table
 # cells and live lines with "…"; there, nothing has to fit, so nothing is cut.
 WIDTH_OFF_TERMINAL = 4096
@@ -85,7 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="your project's conf/ (default: ./conf), layered over sweeplab's own configs",
     )
     commands = "{train,sweep,summary,ui,init,sweeps,nightly,services}"
-    sub = parser.add_subparsers(dest="command", required=True, metavar=commands)
+    from sweeplab import __version__
+
+    parser.add_argument("--version", action="version", version=f"sweeplab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar=commands)  # none: the help
     for name, text in (
         ("train", "train one model and record it as an MLflow run"),
         ("summary", "print the model's layers, output shapes and parameter counts"),
@@ -147,7 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     fit_consoles_to_output()
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `sweeplab`: what it can do, not an error
+        parser.print_help()
+        return 0
     if getattr(args, "cfg", None) not in (None, True, False, *CFG_SCOPES):
         args.overrides.insert(0, args.cfg)  # `--cfg a=b ...`: argparse took the first override for a scope
         args.cfg = "train"
@@ -167,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = to_container(cfg_node)
         commands = {"train": cmd_train, "sweep": cmd_sweep, "summary": cmd_summary, "ui": cmd_ui}
         return commands[args.command](cfg, args)
+    except BrokenPipeError:  # `sweeplab ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 0
     except KeyboardInterrupt as exc:  # a sweep says how to resume; a train run was closed as KILLED
         print_error(
             "interrupted", "yellow", str(exc) or "the run was closed as KILLED with the epochs already logged"

@@ -112,10 +112,25 @@ def list_sweeps(tracker: Tracker, experiment: str | None = None) -> list[Sweep]:
     return [Sweep.from_run(exp, run) for exp, run in tracker.sweep_runs(experiment=experiment)]
 
 
+LATEST = "latest"  # names the sweep started last
+
+
 def find(tracker: Tracker, name: str, experiment: str | None = None) -> Sweep:
-    """The one sweep called ``name``; :class:`UnknownSweep` (one line) when none or several are."""
+    """The one sweep called ``name`` (``latest``: the newest; else a prefix only one sweep's name
+    starts with); :class:`UnknownSweep` (one line) when none or several are."""
     found = [Sweep.from_run(exp, run) for exp, run in tracker.sweep_runs(name, experiment)]
     where = f"experiment '{experiment}'" if experiment else "any experiment"
+    if not found:
+        every = list_sweeps(tracker, experiment)  # newest first
+        if name == LATEST and every:
+            return every[0]
+        prefixed = [s for s in every if s.name.startswith(name)]
+        if len({s.name for s in prefixed}) > 1:
+            names = ", ".join(sorted({s.name for s in prefixed})[:5])
+            raise UnknownSweep(
+                f"'{name}' begins the names of several sweeps in {where} ({names}); give more of it"
+            )
+        found = prefixed
     if len(found) > 1:
         exps = sorted({s.experiment for s in found})
         hint = (
@@ -125,8 +140,7 @@ def find(tracker: Tracker, name: str, experiment: str | None = None) -> Sweep:
         )
         raise UnknownSweep(f"{len(found)} sweeps are called '{name}' in {where}: {hint}")
     if not found:
-        others = [s.name for s in list_sweeps(tracker, experiment)]
-        close = difflib.get_close_matches(name, others, n=3)
+        close = difflib.get_close_matches(name, [s.name for s in every], n=3)
         raise UnknownSweep(
             f"no sweep '{name}' in {where} of the tracking store {scrub(tracker.uri)}"
             + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else "")

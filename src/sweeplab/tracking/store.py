@@ -49,6 +49,7 @@ from sweeplab import checkpoints, project  # noqa: E402
 from sweeplab.config import flatten  # noqa: E402
 from sweeplab.redact import scrub, scrub_config  # noqa: E402
 from sweeplab.status import TrialStatus  # noqa: E402
+from sweeplab.tracking import views  # noqa: E402
 
 # MLflow and Alembic narrate every store migration at INFO; sweeplab prints its own progress.
 for _name in ("mlflow", "alembic"):
@@ -426,6 +427,15 @@ class Tracker:
             },
         )
         self.log_params(run_id, {"search.name": cfg["search"]["name"], "search.space": space})
+        metric = cfg["tune"]["metric"]
+        key, view = views.sweep_view(
+            name,
+            metric,
+            cfg["tune"]["mode"],
+            [p.key for p in params],
+            metric if metric[:4] == "val/" else "val/loss",
+        )
+        self.client.set_experiment_tag(self.experiment_id(experiment), key, view)
         self.log_config(run_id, cfg)
         self.log_text(run_id, yaml.safe_dump(space, sort_keys=False), "search_space.yaml")
         self.log_text(run_id, yaml.safe_dump(dict(environment), sort_keys=False), "environment.yaml")
@@ -505,11 +515,20 @@ class Tracker:
 
     # -- reading back
     def run_url(self, run_id: str, base: str | None = None) -> str:
+        """Where the MLflow UI shows a run: a sweep's parent opens the sweep's saved view (its trials,
+        in the Model training view), any other run its own page."""
         run = self.client.get_run(run_id)
-        base = base or (
-            self.uri if self.uri.startswith("http") else f"http://127.0.0.1:{self.cfg.get('ui_port', 5000)}"
+        base = scrub(
+            base
+            or (
+                self.uri
+                if self.uri.startswith("http")
+                else f"http://127.0.0.1:{self.cfg.get('ui_port', 5000)}"
+            )
         )
-        return f"{scrub(base).rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+        if run.data.tags.get("sweeplab.kind") == "sweep":
+            return views.sweep_url(base, run.info.experiment_id, run.data.tags["sweeplab.sweep"])
+        return views.run_url(base, run.info.experiment_id, run_id)
 
     # -- browsing sweeps (`sweeplab sweeps ...`): reads only
     def sweep_runs(self, name: str | None = None, experiment: str | None = None) -> list[tuple[str, Any]]:
