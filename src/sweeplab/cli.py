@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sweeplab.config import GROUPS, SWEEP_ONLY_GROUPS, ConfigError, compose, group_options, to_container
+from sweeplab.groups import GROUPS, SWEEP_ONLY_GROUPS, ConfigError, group_options
 
 # about the command's start (the imports above take a fraction of a second): a sweep's budget counts from it
 STARTED = time.time()
@@ -172,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return args.run(args)
         if args.command == "sweep" and args.overrides[:1] and args.overrides[0] in SWEEP_ACTIONS:
             return cmd_sweep_action(args)
+        from sweeplab.config import compose, to_container  # Hydra: only for commands that compose
+
         cfg_node = compose(args.overrides)
         if getattr(args, "cfg", False):
             console.print(
@@ -366,6 +368,8 @@ def cmd_sweep_action(args: argparse.Namespace) -> int:
     try:
         state = sweep.find_sweep(ref, *_tune_and_tracking(rest))
         console.print(Text.assemble("resuming sweep ", (state.name, "bold"), f" from {state.path}"))
+        from sweeplab.config import compose, to_container
+
         cfg = to_container(compose(state.base_overrides))
         return _sweep(cfg, lambda view: sweep.resume(ref, rest, view, STARTED))
     except sweep.SweepFinished as done:
@@ -374,6 +378,8 @@ def cmd_sweep_action(args: argparse.Namespace) -> int:
 
 
 def _tune_and_tracking(overrides: Sequence[str]) -> tuple[dict, dict]:
+    from sweeplab.config import compose, to_container
+
     cfg = to_container(compose([o for o in overrides if o.startswith(("tune.", "tracking."))]))
     return cfg["tune"], cfg["tracking"]
 

@@ -29,27 +29,14 @@ from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeplab import project
-
-GROUPS = (
-    "data",
-    "model",
-    "optimizer",
-    "regularizer",
-    "lr_schedule",
-    "loss",
-    "metrics",
-    "trainer",
-    "tracking",
-    "search",
-    "tune",
-    "cluster",
-    "experiment",
+from sweeplab.groups import (  # noqa: F401 - config's names, as its callers import them
+    BUILT,
+    GROUPS,
+    SWEEP_ONLY_GROUPS,
+    ConfigError,
+    config_dirs,
+    group_options,
 )
-SWEEP_ONLY_GROUPS = ("search", "tune", "cluster")  # what a single training run never reads
-
-
-class ConfigError(ValueError):
-    """A config cannot be composed; the message names the key and the valid choices."""
 
 
 # --------------------------------------------------------------------- data
@@ -441,24 +428,6 @@ def register_configs() -> None:
 
 
 # ------------------------------------------------------------------ compose
-# The groups whose option is built by Hydra's instantiate from its ``_target_`` (sweeplab.build).
-BUILT = ("data", "model", "optimizer", "regularizer", "lr_schedule", "loss")
-
-
-def config_dirs() -> list[Path]:
-    """Where options are looked up, first match first: the user's project (``--config-dir``,
-    ``$SWEEPLAB_CONFIG_DIR`` or ``./conf``), then sweeplab's own ``conf/``."""
-    try:
-        own = project.conf_dir()
-        return [*([own] if own else []), project.builtin_conf_dir()]
-    except project.ProjectError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-def group_options(group: str) -> list[str]:
-    return sorted({p.stem for d in config_dirs() for p in (d / group).glob("*.yaml")})
-
-
 _initialized: tuple[str, ...] = ()
 
 

@@ -1,12 +1,4 @@
-"""``sweeplab sweeps list|show|compare|export|prune``: sweeps browsed from the tracking store.
-
-  sweeplab sweeps list [--experiment E]                 one row per sweep, newest first
-  sweeplab sweeps show <name>                           the sweep's summary again
-  sweeplab sweeps compare <a> <b>                       best configs and figures side by side
-  sweeplab sweeps export <name> --format csv|parquet    one row per trial and epoch
-  sweeplab sweeps prune <name>                          delete a finished sweep's trial checkpoints
-
-Each takes tracking.* settings (tracking.uri=sqlite:///other/mlflow.db) to read another store.
+"""The ``sweeplab sweeps`` command: sweeps browsed from the tracking store.
 
 This module stays light (argparse, Rich): every `sweeplab` command builds its parser. The
 readers in sweeplab.sweep.browse and .prune load when a `sweeps` command runs; none imports Ray.
@@ -20,6 +12,19 @@ from datetime import datetime
 from rich.filesize import decimal
 from rich.table import Table
 from rich.text import Text
+
+HELP = """Browse the sweeps a tracking store holds, and free a finished sweep's storage.
+
+  sweeplab sweeps list [--experiment E]                 one row per sweep, newest first
+  sweeplab sweeps show <name>                           the sweep's summary again
+  sweeplab sweeps compare <a> <b>                       best configs and figures side by side
+  sweeplab sweeps export <name> --format csv|parquet    one row per trial and epoch
+  sweeplab sweeps prune <name>                          delete a finished sweep's trial checkpoints
+
+A sweep is named by its name, `latest` (the newest), or any prefix only one sweep's name starts
+with. Each command takes tracking.* settings (tracking.uri=sqlite:///other/mlflow.db) to read
+another store.
+"""
 
 FORMATS = ("csv", "parquet")
 
@@ -43,7 +48,7 @@ class _AnyOrder(argparse.ArgumentParser):
 def add_parser(sub: argparse._SubParsersAction) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     text = "browse sweeps in the tracking store (list, show, compare, export) and prune finished ones"
-    sweeps = sub.add_parser("sweeps", help=text, description=__doc__, formatter_class=fmt)
+    sweeps = sub.add_parser("sweeps", help=text, description=HELP, formatter_class=fmt)
     commands = sweeps.add_subparsers(
         dest="sweeps_command",
         required=True,

@@ -1,4 +1,25 @@
-"""``sweeplab nightly``: benchmark suites every night, their history, reports and accepted changes.
+"""The ``sweeplab nightly`` command: its parser and what each subcommand does."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+from rich.text import Text
+
+from sweeplab.cli import console, print_error  # one console: sized to the terminal, or unbounded off one
+from sweeplab.groups import ConfigError
+
+if TYPE_CHECKING:
+    from sweeplab.nightly.history import HistoryStore
+    from sweeplab.nightly.suite import Suite
+
+HELP = """Run a benchmark suite every night and catch regressions: its history, reports and accepted
+changes.
 
     sweeplab nightly run [--suite nightly] [--date YYYY-MM-DD] [--entry E] [overrides...]
     sweeplab nightly history [--suite S] [--entry E] [--metric M] [--last N]
@@ -11,21 +32,6 @@ any other override goes to every entry's sweeplab config (cluster=existing, trac
 `run` exits 1 when anything regressed or failed, 0 otherwise (also when another runner holds
 the night), 2 on bad input.
 """
-
-from __future__ import annotations
-
-import argparse
-import signal
-from datetime import date
-from pathlib import Path
-
-from rich.table import Table
-from rich.text import Text
-
-from sweeplab.cli import console, print_error  # one console: sized to the terminal, or unbounded off one
-from sweeplab.config import ConfigError
-from sweeplab.nightly.history import HistoryStore, StoreError, display_url, resolve_url
-from sweeplab.nightly.suite import Suite, load, split_overrides
 
 
 def night_arg(text: str) -> date:
@@ -40,7 +46,7 @@ def night_arg(text: str) -> date:
 def add_parser(subparsers) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     text = "nightly benchmarks: run a suite, see its history and reports, accept changes, schedule it"
-    nightly = subparsers.add_parser("nightly", help=text, description=__doc__, formatter_class=fmt)
+    nightly = subparsers.add_parser("nightly", help=text, description=HELP, formatter_class=fmt)
     sub = nightly.add_subparsers(
         dest="nightly_command", required=True, metavar="{run,history,report,accept,schedule}"
     )
@@ -94,6 +100,9 @@ def main(args: argparse.Namespace) -> int:
         "accept": cmd_accept,
         "schedule": cmd_schedule,
     }
+    # SQLAlchemy and SciPy, imported by the command that needs them: the help stays instant
+    from sweeplab.nightly.history import StoreError
+
     try:
         return commands[args.nightly_command](args)
     except KeyboardInterrupt:
@@ -107,12 +116,16 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _load(args) -> tuple[Suite, dict, list[str]]:
+    from sweeplab.nightly.suite import load, split_overrides
+
     mine, entries = split_overrides(list(args.overrides))
     suite, settings = load(args.suite, mine)
     return suite, settings, entries
 
 
 def _store(settings: dict, must_exist: bool = True) -> HistoryStore:
+    from sweeplab.nightly.history import HistoryStore, StoreError, display_url, resolve_url
+
     url = resolve_url(settings["history_url"])
     if must_exist and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
         raise StoreError(
