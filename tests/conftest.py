@@ -15,6 +15,18 @@ from sweeplab.data import DataBundle
 pytest_plugins = ["servers"]
 
 
+@pytest.fixture(autouse=True)
+def _config_dir_restored():
+    """`sweeplab --config-dir` sets $SWEEPLAB_CONFIG_DIR for the whole process (Ray's trials read
+    it): a test that calls main() with it must not leave it to the tests after it."""
+    before = os.environ.get("SWEEPLAB_CONFIG_DIR")
+    yield
+    if before is None:
+        os.environ.pop("SWEEPLAB_CONFIG_DIR", None)
+    else:
+        os.environ["SWEEPLAB_CONFIG_DIR"] = before
+
+
 @pytest.fixture
 def make_cfg():
     """Compose the real config with overrides, as plain dicts (what training sees)."""

@@ -152,7 +152,9 @@ def project(tmp_path_factory) -> Path:
 def in_project(project, monkeypatch):
     monkeypatch.chdir(project)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("SWEEPLAB_CONFIG_DIR", raising=False)
+    # set, then removed: monkeypatch then undoes what a command's --config-dir writes there
+    monkeypatch.setenv("SWEEPLAB_CONFIG_DIR", "")
+    monkeypatch.delenv("SWEEPLAB_CONFIG_DIR")
     return project
 
 
@@ -313,12 +315,21 @@ def test_the_project_travels_to_workers_without_data_outputs_or_environments(pro
     (project / "data").mkdir(exist_ok=True)
     (project / "data" / "big.bin").write_bytes(b"\0" * (2 << 20))
     (project / "requirements.txt").write_text("scikit-learn\n")
+    (project / ".aws").mkdir(exist_ok=True)  # a key beside the project: never sent to the workers
+    (project / ".aws" / "credentials").write_text("[default]\naws_secret_access_key = s3cr3t\n")
+    (project / ".env").write_text("MLFLOW_TRACKING_PASSWORD=s3cr3t\n")
     try:
         env = proj.runtime_env(remote=True)
         assert env["working_dir"] == str(project) and env["pip"] == str(project / "requirements.txt")
         assert env["env_vars"] == {"SWEEPLAB_CONFIG_DIR": "conf"}  # relative: the worker's copy
-        assert "/data" in env["excludes"] and ".venv" in env["excludes"]
+        assert "/data" in env["excludes"] and ".?*" in env["excludes"]
         assert proj.upload_size(project) < 1 << 20  # the excluded data does not count
+        from ray._private.thirdparty.pathspec import PathSpec  # the matcher Ray applies to them
+
+        assert not PathSpec.from_lines("gitwildmatch", env["excludes"]).match_file(".")  # not all of it
+        sent = proj.travelling(project)
+        assert "conf/data/blobs.yaml" in sent and "tinynet/model.py" in sent  # conf/data/ is not ./data
+        assert not [f for f in sent if f.startswith(("data/", ".aws/", ".env"))], sent  # no data, no secrets
         local = proj.runtime_env(remote=False)
         assert local["env_vars"]["SWEEPLAB_CONFIG_DIR"] == str(project / "conf")
         assert local["env_vars"]["PYTHONPATH"].split(os.pathsep)[0] == str(project)
@@ -329,9 +340,17 @@ def test_the_project_travels_to_workers_without_data_outputs_or_environments(pro
         (project / ".rayignore").write_text("weights.bin\n")
         assert proj.runtime_env(remote=True)["working_dir"] == str(project)
     finally:
-        for name in ("data/big.bin", "requirements.txt", "weights.bin", ".rayignore"):
+        for name in (
+            "data/big.bin",
+            "requirements.txt",
+            "weights.bin",
+            ".rayignore",
+            ".aws/credentials",
+            ".env",
+        ):
             (project / name).unlink(missing_ok=True)
         (project / "data").rmdir()
+        (project / ".aws").rmdir()
 
 
 # ------------------------------------------------------------------ data that does not fit in memory

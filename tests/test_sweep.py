@@ -512,7 +512,7 @@ def test_best_weights_are_the_best_epochs_even_between_checkpoints(workdir):
         evaluator.model.load_state_dict(ckpt["model_state"])
         assert ckpt["epoch"] == best
         # its weights, not the last epoch's
-        assert evaluator.evaluate("val")[0] == pytest.approx(losses[best], rel=1e-5)
+        assert evaluator.evaluate("val")["val/loss"] == pytest.approx(losses[best], rel=1e-5)
         folder = Path(outcome.state.path) / f"trial_{kid.data.tags['sweeplab.trial_id']}"
         assert len(list(folder.glob("checkpoint_*"))) == 1  # one checkpoint written: the last epoch's
         best_epochs.append(best)

@@ -22,14 +22,12 @@ ENV = "SWEEPLAB_CONFIG_DIR"
 # What never travels to a cluster's workers: data, outputs, environments, caches, VCS metadata.
 # (gitignore-style patterns, as Ray's runtime_env "excludes" reads them)
 EXCLUDES = (
-    ".git",
-    ".venv",
+    # hidden files and folders: .git, .venv, caches, and where secrets live (.aws, .ssh, .env, .netrc)
+    ".?*",  # not ".*": Ray matches the working_dir itself as "." and would leave out everything
     "/venv",
     "/env",
     "__pycache__",
     "*.pyc",
-    ".pytest_cache",
-    ".ruff_cache",
     "node_modules",
     # anchored at the project's folder: conf/data/ (the data options) must travel
     "/data",
@@ -67,6 +65,10 @@ def conf_dir() -> Path | None:
     on a cluster's worker), else ``./conf``; None when there is none, or it is sweeplab's own."""
     given = os.environ.get(ENV)
     path = Path(given) if given else Path("conf")
+    if given and not path.is_absolute() and not path.is_dir():
+        # a cluster's worker: the project's copy is Ray's working_dir, which is on its import path
+        # (and usually its current folder)
+        path = next((Path(e) / given for e in sys.path if e and (Path(e) / given).is_dir()), path)
     if not path.is_dir():
         if given:
             raise ProjectError(
@@ -124,14 +126,9 @@ def identity() -> dict[str, str]:
 
 def files_hash(top: Path) -> str:
     h = hashlib.sha256()
-    for path in sorted(p for ext in ("*.py", "*.yaml", "*.yml") for p in top.rglob(ext)):
-        rel = path.relative_to(top)
-        if (
-            any(part in EXCLUDES or part.startswith(".") for part in rel.parts[:-1])
-            or f"/{rel.parts[0]}" in EXCLUDES
-        ):
-            continue
-        h.update(str(rel).encode() + b"\0" + path.read_bytes() + b"\0")
+    for rel in sorted(travelling(top)):
+        if rel.endswith((".py", ".yaml", ".yml")):
+            h.update(rel.encode() + b"\0" + (top / rel).read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -180,22 +177,22 @@ def upload_size(top: Path) -> int:
 
 
 def _sizes(top: Path) -> list[tuple[str, int]]:
-    """Files that would travel (those not excluded), with their sizes."""
-    ignored = set(EXCLUDES) | _rayignore(top)
+    return [(rel, (top / rel).stat().st_size) for rel in travelling(top)]
+
+
+def travelling(top: Path) -> list[str]:
+    """The project's files Ray's working_dir takes to the workers: all but what :data:`EXCLUDES`,
+    its ``.gitignore`` and ``.rayignore`` leave out (matched as Ray matches them, gitignore-style)."""
+    import pathspec
+
+    lines = list(EXCLUDES)
+    for name in (".gitignore", ".rayignore"):
+        if (top / name).is_file():
+            lines += (top / name).read_text().splitlines()
+    spec = pathspec.PathSpec.from_lines("gitwildmatch", lines)
     out = []
     for dirpath, dirnames, filenames in os.walk(top):
-        at_top = Path(dirpath) == top
-        dirnames[:] = [d for d in dirnames if d not in ignored and not (at_top and f"/{d}" in ignored)]
-        for name in filenames:
-            if name in ignored or (at_top and f"/{name}" in ignored) or f"*{Path(name).suffix}" in ignored:
-                continue
-            path = Path(dirpath) / name
-            out.append((str(path.relative_to(top)), path.stat().st_size))
+        rel_dir = Path(dirpath).relative_to(top)
+        dirnames[:] = [d for d in dirnames if not spec.match_file(f"{rel_dir / d}/")]
+        out += [str(rel_dir / n) for n in filenames if not spec.match_file(str(rel_dir / n))]
     return out
-
-
-def _rayignore(top: Path) -> set[str]:
-    path = top / ".rayignore"
-    if not path.is_file():
-        return set()
-    return {line.strip().strip("/") for line in path.read_text().splitlines() if line.strip()}
