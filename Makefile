@@ -9,7 +9,7 @@ FASHION_DEB_DIR := /usr/share/datasets/fashion-mnist
 # package lists were never fetched gets them (apt-get update) and is asked again.
 APT_INSTALL := apt-get -o DPkg::Lock::Timeout=300 install -y -qq
 
-.PHONY: install data sweep train test test-tools test-fast bench lint ui clean
+.PHONY: install data sweep train test test-tools test-fast bench lint ui docs clean
 
 install: $(STAMP)
 
@@ -68,6 +68,11 @@ lint: $(STAMP)
 
 ui: $(STAMP)
 	$(VENV)/bin/sweeplab ui
+
+# The documentation site (MkDocs, Material theme) into .venv/site; --strict: a broken link or reference
+# fails. The CLI and configuration reference pages are generated from the code (docs/hooks/reference.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir $(VENV)/site
 
 # The team's stack in containers (docker/compose.yaml): PostgreSQL, MinIO, the tracking server with
 # auth, a Ray head and workers, the nightly scheduler. Needs docker/.env (from docker/.env.example).
