@@ -8,5 +8,5 @@ verdicts that do not cry wolf, reports and a scheduler.
 - :mod:`~sweeplab.nightly.report`: Markdown + HTML reports with a plot per watched metric;
 - :mod:`~sweeplab.nightly.schedule`: the cron scheduler with an injectable clock;
 - :mod:`~sweeplab.nightly.bench`: the detector's false-alarm rate and detection delay, measured;
-- :mod:`~sweeplab.nightly.cli`: ``sweeplab nightly run|history|report|accept|schedule``.
+- the command, ``sweeplab nightly run|history|report|accept|schedule``, is :mod:`sweeplab.cli.nightly`.
 """

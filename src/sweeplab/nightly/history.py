@@ -197,6 +197,18 @@ class HistoryStore:
     def shown(self) -> str:
         return display_url(self.url)
 
+    def has_schema(self) -> bool:
+        """Whether a history was ever written here (read-only commands neither create nor migrate one)."""
+        from sqlalchemy import inspect
+
+        try:
+            return inspect(self.engine).has_table(VERSION_TABLE)
+        except DBAPIError as exc:
+            raise StoreError(
+                f"cannot open the nightly history store {self.shown}: {_first_line(exc)}; "
+                "check that the database server is running and the URL is right"
+            ) from None
+
     def upgrade(self) -> None:
         """Create or migrate the schema to the newest revision (safe with concurrent runners)."""
         from alembic import command

@@ -1,9 +1,9 @@
 """Sweeps read back from the tracking store, for ``sweeplab sweeps list|show|compare|export``.
 
 A sweep is its parent run (tag ``sweeplab.kind=sweep``) and the trials' child runs. Everything
-here reads MLflow through :class:`~sweeplab.tracking.Tracker` and returns plain data; the
-terminal is :mod:`sweeplab.sweeps_cli`'s. Nothing here imports Ray: a name is looked up
-with one search, in the time MLflow takes to open.
+here reads the store through the read model (:mod:`sweeplab.tracking.reader`: typed records,
+MLflow not imported for a database or a server) and returns plain data; the terminal is
+:mod:`sweeplab.cli.sweeps`'s. Nothing here imports Ray or torch.
 """
 
 from __future__ import annotations
@@ -17,41 +17,49 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sweeplab.config import ConfigError
+from sweeplab.groups import ConfigError
 from sweeplab.metrics import is_epoch_metric, worst
-from sweeplab.redact import scrub
-from sweeplab.tracking import Tracker, sampled_values
+from sweeplab.tracking.reader import SWEEP_TAGS, Reader
+from sweeplab.tracking.records import ModelVersion, RunRecord
 
 
 class UnknownSweep(ConfigError):
     """No sweep (or more than one) answers to the name; the message is one line."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Sweep:
     """A sweep's parent run, as the store holds it."""
 
-    name: str
-    experiment: str
-    run_id: str
-    started_ms: int
-    ended_ms: int | None
-    params: dict[str, str]
-    metrics: dict[str, float]
-    tags: dict[str, str]
+    run: RunRecord
 
-    @classmethod
-    def from_run(cls, experiment: str, run) -> Sweep:
-        return cls(
-            name=run.data.tags.get("sweeplab.sweep", run.info.run_name),
-            experiment=experiment,
-            run_id=run.info.run_id,
-            started_ms=run.info.start_time,
-            ended_ms=run.info.end_time,
-            params=dict(run.data.params),
-            metrics=dict(run.data.metrics),
-            tags=dict(run.data.tags),
-        )
+    @property
+    def name(self) -> str:
+        return self.run.tags.get("sweeplab.sweep", self.run.name)
+
+    @property
+    def experiment(self) -> str:
+        return self.run.experiment
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def started_ms(self) -> int:
+        return self.run.start_ms
+
+    @property
+    def params(self) -> dict[str, str]:
+        return self.run.params
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.run.metrics
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return self.run.tags
 
     @property
     def status(self) -> str:
@@ -108,20 +116,21 @@ class Trial:
 
 
 # ------------------------------------------------------------------ finding sweeps
-def list_sweeps(tracker: Tracker, experiment: str | None = None) -> list[Sweep]:
-    return [Sweep.from_run(exp, run) for exp, run in tracker.sweep_runs(experiment=experiment)]
+def list_sweeps(reader: Reader, experiment: str | None = None) -> list[Sweep]:
+    """Every sweep, newest first."""
+    return [Sweep(run) for run in reader.runs_tagged(SWEEP_TAGS, experiment)]
 
 
 LATEST = "latest"  # names the sweep started last
 
 
-def find(tracker: Tracker, name: str, experiment: str | None = None) -> Sweep:
+def find(reader: Reader, name: str, experiment: str | None = None) -> Sweep:
     """The one sweep called ``name`` (``latest``: the newest; else a prefix only one sweep's name
     starts with); :class:`UnknownSweep` (one line) when none or several are."""
-    found = [Sweep.from_run(exp, run) for exp, run in tracker.sweep_runs(name, experiment)]
+    every = list_sweeps(reader, experiment)  # newest first
+    found = [s for s in every if s.name == name]
     where = f"experiment '{experiment}'" if experiment else "any experiment"
     if not found:
-        every = list_sweeps(tracker, experiment)  # newest first
         if name == LATEST and every:
             return every[0]
         prefixed = [s for s in every if s.name.startswith(name)]
@@ -142,18 +151,18 @@ def find(tracker: Tracker, name: str, experiment: str | None = None) -> Sweep:
     if not found:
         close = difflib.get_close_matches(name, [s.name for s in every], n=3)
         raise UnknownSweep(
-            f"no sweep '{name}' in {where} of the tracking store {scrub(tracker.uri)}"
+            f"no sweep '{name}' in {where} of the tracking store {reader.shown}"
             + (f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else "")
             + "; `sweeplab sweeps list` shows the sweeps there (tracking.uri=... for another store)"
         )
     return found[0]
 
 
-def trial_counts(tracker: Tracker, sweep: Sweep) -> dict[str, int]:
+def trial_counts(reader: Reader, sweep: Sweep) -> dict[str, int]:
     """Trials by status: the parent's ``trials/<status>`` once summarized, else its children's tags."""
     if sweep.summarized:
         return sweep.counts_from_metrics()
-    return dict(Counter(r.data.tags.get("sweeplab.status", "") for r in tracker.child_runs(sweep.run_id)))
+    return dict(Counter(r.tags.get("sweeplab.status", "") for r in reader.children(sweep.run)))
 
 
 def describe_counts(counts: dict[str, int]) -> str:
@@ -161,22 +170,25 @@ def describe_counts(counts: dict[str, int]) -> str:
     return f"{sum(counts.values())} ({parts})" if counts else "0"
 
 
-def trials(tracker: Tracker, sweep: Sweep) -> list[Trial]:
-    metric, mode = sweep.metric, sweep.mode
+def trials(reader: Reader, sweep: Sweep) -> list[Trial]:
+    """Every trial with the best value of the sweep's metric over its epochs (one read of all)."""
+    runs = reader.children(sweep.run)
+    histories = reader.histories([r.run_id for r in runs], [sweep.metric])
     out = []
-    for run in tracker.child_runs(sweep.run_id):
-        points = tracker.metric_values(run.info.run_id, metric)
-        values = [v for step, v in points if step > 0 and math.isfinite(v)]
+    for run in runs:
+        points = [(step, v) for step, v in histories[run.run_id].get(sweep.metric, []) if step > 0]
+        values = [v for _, v in points if math.isfinite(v)]
+        best = (min(values) if sweep.mode == "min" else max(values)) if values else worst(sweep.mode)
         out.append(
             Trial(
-                name=run.info.run_name,
-                run_id=run.info.run_id,
-                status=run.data.tags.get("sweeplab.status", ""),
-                sampled=sampled_values(run),
-                best=(min(values) if mode == "min" else max(values)) if values else worst(mode),
-                epochs=len([s for s, _ in points if s > 0]),
-                metrics=dict(run.data.metrics),
-                tags=dict(run.data.tags),
+                name=run.name,
+                run_id=run.run_id,
+                status=run.tags.get("sweeplab.status", ""),
+                sampled=run.sampled,
+                best=best,
+                epochs=len({step for step, _ in points}),
+                metrics=run.metrics,
+                tags=run.tags,
             )
         )
     return out
@@ -188,13 +200,19 @@ def ranked(sweep: Sweep, trial_list: list[Trial]) -> list[Trial]:
     return sorted(done, key=lambda t: t.best, reverse=sweep.mode == "max")
 
 
+def ranked_first(sweep: Sweep, trial_list: list[Trial]) -> list[Trial]:
+    """Every trial: those that trained best first, then the others by name."""
+    top = ranked(sweep, trial_list)
+    return top + sorted((t for t in trial_list if t not in top), key=lambda t: t.name)
+
+
 # ------------------------------------------------------------------ show
-def summary(tracker: Tracker, sweep: Sweep) -> dict[str, Any]:
+def summary(reader: Reader, sweep: Sweep, trial_list: list[Trial] | None = None) -> dict[str, Any]:
     """What :func:`sweeplab.sweep.view.print_summary` shows at a sweep's end, from the store.
 
     Only for a summarized sweep: the best trial, test figures and compute accounting are the
     summary's, recorded on the parent run."""
-    trial_list = trials(tracker, sweep)
+    trial_list = trials(reader, sweep) if trial_list is None else trial_list
     m = sweep.metrics
     out: dict[str, Any] = {
         "name": sweep.name,
@@ -259,12 +277,12 @@ def best_so_far(sweep: Sweep, trial_list: list[Trial]) -> dict[str, Any] | None:
     return {"name": top[0].name, "value": top[0].best, "sampled": top[0].sampled} if top else None
 
 
-def registry(tracker: Tracker, sweep: Sweep) -> list[tuple[str, str, list[str]]]:
-    return tracker.registered_versions(sweep.run_id)
+def registry(reader: Reader, sweep: Sweep) -> list[ModelVersion]:
+    return reader.model_versions(sweep.run_id)
 
 
 # ------------------------------------------------------------------ compare
-def comparison(tracker: Tracker, a: Sweep, b: Sweep) -> list[tuple[str, str, str]]:
+def comparison(reader: Reader, a: Sweep, b: Sweep) -> list[tuple[str, str, str]]:
     """(what, a's, b's) rows: how each sweep ran, its best figures and its best config, key by key."""
 
     def fmt(sweep: Sweep, key: str) -> str:
@@ -274,7 +292,7 @@ def comparison(tracker: Tracker, a: Sweep, b: Sweep) -> list[tuple[str, str, str
     rows = [
         ("experiment", a.experiment, b.experiment),
         ("status", a.status, b.status),
-        ("trials", describe_counts(trial_counts(tracker, a)), describe_counts(trial_counts(tracker, b))),
+        ("trials", describe_counts(trial_counts(reader, a)), describe_counts(trial_counts(reader, b))),
         ("metric", f"{a.metric} ({a.mode})", f"{b.metric} ({b.mode})"),
         ("best value", *(fmt(s, f"best/{s.metric}") for s in (a, b))),
     ]
@@ -306,26 +324,31 @@ def better(a: Sweep, b: Sweep) -> Sweep | None:
 
 
 # ------------------------------------------------------------------ export
-def export_rows(tracker: Tracker, sweep: Sweep) -> list[dict[str, Any]]:
+def export_rows(reader: Reader, sweep: Sweep) -> list[dict[str, Any]]:
     """One row per trial and epoch: the trial, its status and seed, its sampled values, and every
     per-epoch metric. A trial that logged no epoch keeps one row (epoch empty), so none is lost."""
+    runs = reader.children(sweep.run)
+    histories = reader.histories([r.run_id for r in runs])
     rows = []
-    for run in tracker.child_runs(sweep.run_id):
+    for run in runs:
         head = {
             "sweep": sweep.name,
-            "trial": run.info.run_name,
-            "trial_id": run.data.tags.get("sweeplab.trial_id"),
-            "run_id": run.info.run_id,
-            "status": run.data.tags.get("sweeplab.status"),
-            "stage": run.data.tags.get("sweeplab.stage", "search"),  # or reevaluate: a top config again
-            "reevaluates": run.data.tags.get("sweeplab.reevaluates"),
-            "seed": int(run.data.params["seed"]) if "seed" in run.data.params else None,
-            **sampled_values(run),
+            "trial": run.name,
+            "trial_id": run.tags.get("sweeplab.trial_id"),
+            "run_id": run.run_id,
+            "status": run.tags.get("sweeplab.status"),
+            "stage": run.tags.get("sweeplab.stage", "search"),  # or reevaluate: a top config again
+            "reevaluates": run.tags.get("sweeplab.reevaluates"),
+            "seed": int(run.params["seed"]) if "seed" in run.params else None,
+            **run.sampled,
         }
-        history = tracker.history(run.info.run_id)
-        rows += [{**head, **{k: (int(v) if k == "epoch" else v) for k, v in h.items()}} for h in history]
-        if not history:
-            rows.append({**head, "epoch": None})
+        by_epoch: dict[int, dict[str, Any]] = {}
+        for key, points in histories[run.run_id].items():
+            if is_epoch_metric(key):
+                for step, value in points:
+                    if step > 0:
+                        by_epoch.setdefault(step, {})[key] = value
+        rows += [{**head, **by_epoch[e], "epoch": e} for e in sorted(by_epoch)] or [{**head, "epoch": None}]
     return sorted(rows, key=lambda r: (r["trial"], r["epoch"] or 0))
 
 

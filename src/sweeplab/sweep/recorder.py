@@ -368,7 +368,9 @@ def adopt_runs(outbox, tracker, parent_run_id: str) -> None:
         rec = (
             TrialRecord.from_json(saved[key])
             if key in saved
-            else TrialRecord(trial_id, int(tags.get("sweeplab.trial_number", 0)), sampled_values(run))
+            else TrialRecord(
+                trial_id, int(tags.get("sweeplab.trial_number", 0)), sampled_values(run.data.params)
+            )
         )
         history = tracker.history(run.info.run_id)
         if history and history[-1][EPOCH] > rec.last_logged:

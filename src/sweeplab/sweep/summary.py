@@ -80,7 +80,7 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
     trials = []
     for run in tracker.child_runs(state.parent_run_id):
         history = tracker.history(run.info.run_id)
-        sampled = sampled_values(run)
+        sampled = sampled_values(run.data.params)
         best = kept_best(history, run.data.tags, metric, mode)
         trials.append(
             {

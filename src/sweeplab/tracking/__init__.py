@@ -1,19 +1,27 @@
-"""Everything MLflow: the only package that imports it.
+"""Everything MLflow: the only package that talks to it.
 
 - :mod:`~sweeplab.tracking.store`: opening the store (one line when it cannot be used) and
   writing runs by id (:class:`Tracker`);
 - :mod:`~sweeplab.tracking.outbox`: the durable journal of a sweep's writes and its flusher;
 - :mod:`~sweeplab.tracking.delivery`: what each journal record does in the store;
+- :mod:`~sweeplab.tracking.reader` and :mod:`~sweeplab.tracking.records`: the read model, runs read
+  back as typed records without importing MLflow where the store allows;
+- :mod:`~sweeplab.tracking.uri` and :mod:`~sweeplab.tracking.views`: where the store and its UI are;
 - :mod:`~sweeplab.redact`: credentials masked in everything written.
+
+The writer's names load on first use: MLflow and torch take seconds to import, and the commands
+that only read the store never need them.
 """
 
-from sweeplab.tracking.store import (  # noqa: F401
-    StoreError,
-    Tracker,
-    git_commit,
-    is_transient,
-    load_logged_model,
-    resolve_uri,
-    sampled_values,
-    ui_command,
-)
+import importlib
+
+from sweeplab.tracking.records import RunRecord, sampled_values  # noqa: F401
+from sweeplab.tracking.uri import StoreError, resolve_uri, ui_command  # noqa: F401
+
+_FROM_STORE = ("Tracker", "git_commit", "is_transient", "load_logged_model")
+
+
+def __getattr__(name: str):
+    if name in _FROM_STORE:
+        return getattr(importlib.import_module("sweeplab.tracking.store"), name)
+    raise AttributeError(f"module 'sweeplab.tracking' has no attribute {name!r}")

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 # MLflow's HTTP client retries a failed request for about four minutes by default, which
 # would stall a training run; sweeplab retries itself (the outbox, `retrying` below).
@@ -50,6 +49,17 @@ from sweeplab.config import flatten  # noqa: E402
 from sweeplab.redact import scrub, scrub_config  # noqa: E402
 from sweeplab.status import TrialStatus  # noqa: E402
 from sweeplab.tracking import views  # noqa: E402
+from sweeplab.tracking.uri import (  # noqa: E402, F401  (resolve_uri and the rest are used from here too)
+    CONNECT_TIMEOUT_S,
+    StoreError,
+    is_local,
+    reason,
+    resolve_uri,
+    sqlite_path,
+    store_host,
+    ui_base,
+    ui_command,
+)
 
 # MLflow and Alembic narrate every store migration at INFO; sweeplab prints its own progress.
 for _name in ("mlflow", "alembic"):
@@ -60,12 +70,7 @@ logging.getLogger("mlflow.pytorch").setLevel(logging.ERROR)
 MAX_PARAM_LEN = 6000  # MLflow's limit on a param value
 MAX_TAG_LEN = 5000
 BATCH_LIMITS = {"metrics": 1000, "params": 100, "tags": 100}  # MLflow's per-request limits
-CONNECT_TIMEOUT_S = 5
 T = TypeVar("T")
-
-
-class StoreError(RuntimeError):
-    """The tracking store cannot be used; the message is one line saying why and what to do."""
 
 
 _TRANSIENT_CODES = {
@@ -104,24 +109,6 @@ def retrying(call: Callable[[], T], seconds: float = 60.0) -> T:
     raise AssertionError("unreachable")  # Retrying either returns or raises
 
 
-def resolve_uri(uri: str | None) -> str:
-    """``tracking.uri``, else ``$MLFLOW_TRACKING_URI``, else a SQLite file ``./mlflow.db``."""
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):  # relative: pin it down
-        return f"sqlite:///{(Path.cwd() / uri.removeprefix('sqlite:///')).resolve()}"
-    return uri
-
-
-def is_local(uri: str) -> bool:
-    return uri.startswith(("sqlite:", "file:", "/", "postgresql", "mysql"))
-
-
-def sqlite_path(uri: str) -> Path | None:
-    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
-
-
 # ------------------------------------------------------------------ opening the store
 def check_store(uri: str) -> None:
     """Fail within seconds, with one line, when the store cannot be reached or used."""
@@ -131,7 +118,7 @@ def check_store(uri: str) -> None:
             response = requests.get(f"{uri.rstrip('/')}/health", timeout=CONNECT_TIMEOUT_S)
         except requests.RequestException as exc:
             raise StoreError(
-                f"cannot reach the tracking server at {shown} ({_reason(exc)}); start it "
+                f"cannot reach the tracking server at {shown} ({reason(exc)}); start it "
                 "(services/tracking-server.sh, `sweeplab services up tracking`) or fix tracking.uri"
             ) from None
         if response.status_code != 200:
@@ -145,7 +132,7 @@ def check_store(uri: str) -> None:
                     f"(HTTP {exc.get_http_status_code()}); set MLFLOW_TRACKING_USERNAME and "
                     "MLFLOW_TRACKING_PASSWORD for a user allowed to write"
                 ) from None
-            raise StoreError(f"the tracking server at {shown} failed: {_reason(exc)}") from None
+            raise StoreError(f"the tracking server at {shown} failed: {reason(exc)}") from None
     elif (path := sqlite_path(uri)) is not None:
         folder = path.parent
         if not folder.is_dir():
@@ -163,17 +150,7 @@ def check_store(uri: str) -> None:
         except ModuleNotFoundError as exc:
             raise StoreError(f"tracking store {shown} needs the Python package '{exc.name}'") from None
         except Exception as exc:  # noqa: BLE001 - any driver's error becomes one line
-            raise StoreError(f"cannot open the tracking store {shown}: {_reason(exc)}") from None
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    line = next((s.strip() for s in text.splitlines() if s.strip()), type(exc).__name__)
-    if "Connection refused" in text or "ConnectionRefused" in text:
-        line = "connection refused"
-    elif "timed out" in text.lower():
-        line = "timed out"
-    return scrub(line)[:300]
+            raise StoreError(f"cannot open the tracking store {shown}: {reason(exc)}") from None
 
 
 _opened: set[str] = set()
@@ -194,7 +171,7 @@ def open_client(uri: str) -> MlflowClient:
             retrying(lambda: client.search_experiments(max_results=1))
             retrying(lambda: client.search_registered_models(max_results=1))
         except MlflowException as exc:
-            raise StoreError(f"cannot use the tracking store {scrub(uri)}: {_reason(exc)}") from None
+            raise StoreError(f"cannot use the tracking store {scrub(uri)}: {reason(exc)}") from None
     _opened.add(uri)
     return client
 
@@ -518,81 +495,8 @@ class Tracker:
         """Where the MLflow UI shows a run: a sweep's parent opens the sweep's saved view (its trials,
         in the Model training view), any other run its own page."""
         run = self.client.get_run(run_id)
-        base = scrub(
-            base
-            or (
-                self.uri
-                if self.uri.startswith("http")
-                else f"http://127.0.0.1:{self.cfg.get('ui_port', 5000)}"
-            )
-        )
-        if run.data.tags.get("sweeplab.kind") == "sweep":
-            return views.sweep_url(base, run.info.experiment_id, run.data.tags["sweeplab.sweep"])
-        return views.run_url(base, run.info.experiment_id, run_id)
-
-    # -- browsing sweeps (`sweeplab sweeps ...`): reads only
-    def sweep_runs(self, name: str | None = None, experiment: str | None = None) -> list[tuple[str, Any]]:
-        """Sweeps' parent runs (tag ``sweeplab.kind=sweep``), newest first, each with its experiment's
-        name: in every active experiment or in ``experiment``; only those called ``name`` if given.
-        One search of the runs, whatever the number of experiments."""
-        if experiment is not None:
-            exp = self.client.get_experiment_by_name(experiment)
-            if exp is None or exp.lifecycle_stage != "active":
-                raise ValueError(f"no experiment '{experiment}' in the tracking store {scrub(self.uri)}")
-            names = {exp.experiment_id: exp.name}
-        else:
-            names, token = {}, None
-            while True:
-                page = self.client.search_experiments(max_results=1000, page_token=token)
-                names.update({e.experiment_id: e.name for e in page})
-                if not (token := page.token):
-                    break
-        if not names:
-            return []
-        query = "tags.`sweeplab.kind` = 'sweep'"
-        if name is not None and "'" not in name:  # a quote cannot be written in a filter: match below
-            query += f" and tags.`sweeplab.sweep` = '{name}'"
-        runs, token = [], None
-        while True:
-            page = self.client.search_runs(
-                list(names),
-                filter_string=query,
-                order_by=["attributes.start_time DESC"],
-                max_results=5000,
-                page_token=token,
-            )
-            runs.extend(page)
-            if not (token := page.token):
-                break
-        return [
-            (names[r.info.experiment_id], r)
-            for r in runs
-            if name is None or r.data.tags.get("sweeplab.sweep") == name
-        ]
-
-    def metric_values(self, run_id: str, key: str) -> list[tuple[int, float]]:
-        """Every point of one metric of a run, as (step, value) in step order."""
-        return sorted((m.step, m.value) for m in self.client.get_metric_history(run_id, key))
-
-    def registered_versions(self, run_id: str) -> list[tuple[str, str, list[str]]]:
-        """The model versions registered from a run: (registered name, version, its aliases now)."""
-        found = self.client.search_model_versions(f"run_id = '{run_id}'")
-        versions = [self.client.get_model_version(v.name, v.version) for v in found]  # search omits aliases
-        return [(v.name, str(v.version), list(v.aliases)) for v in versions]
-
-
-def sampled_values(run) -> dict[str, Any]:
-    """A trial run's sampled hyperparameters (params ``sampled.<key>``), numbers as numbers."""
-    out: dict[str, Any] = {}
-    for key, text in run.data.params.items():
-        if key.startswith("sampled."):
-            try:
-                value: Any = float(text)
-                value = int(value) if value.is_integer() and "." not in text and "e" not in text else value
-            except ValueError:
-                value = text
-            out[key.removeprefix("sampled.")] = value
-    return out
+        base = scrub(base) if base else ui_base(self.cfg)
+        return views.link(base, run.info.experiment_id, run_id, run.data.tags)
 
 
 def _param_value(value: Any) -> str:
@@ -606,22 +510,3 @@ def _tag_value(value: Any) -> str:
 
 def load_logged_model(model_uri: str) -> torch.nn.Module:
     return mlflow.pytorch.load_model(model_uri)
-
-
-def store_host(uri: str) -> str:
-    """Where a store lives, for messages: the server or database host, or the SQLite file."""
-    path = sqlite_path(uri)
-    return str(path) if path else (urlsplit(uri).hostname or scrub(uri))
-
-
-def ui_command(tracking_cfg: Mapping[str, Any], port: int | None = None) -> tuple[list[str], str]:
-    """The ``mlflow ui`` command line for the configured store, bound to loopback, and its URL.
-
-    The store itself travels in the environment (``MLFLOW_BACKEND_STORE_URI``), not on the
-    command line, where ``ps`` would show its password."""
-    uri = resolve_uri(tracking_cfg.get("uri"))
-    port = port or int(tracking_cfg.get("ui_port", 5000))
-    if uri.startswith("http"):
-        return [], scrub(uri)
-    cmd = ["mlflow", "ui", "--host", "127.0.0.1", "--port", str(port)]
-    return cmd, f"http://127.0.0.1:{port}"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
 TAG_PREFIX = "mlflow.sharedViewState."
@@ -116,3 +116,11 @@ def sweep_url(base: str, experiment_id: str, sweep: str, charts: bool = False) -
 
 def run_url(base: str, experiment_id: str, run_id: str) -> str:
     return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
+
+
+def link(base: str, experiment_id: str, run_id: str, tags: Mapping[str, str]) -> str:
+    """Where the MLflow UI shows a run: a sweep's parent opens the sweep's saved view (its trials,
+    in the Model training view), any other run its own page."""
+    if tags.get("sweeplab.kind") == "sweep":
+        return sweep_url(base, experiment_id, tags["sweeplab.sweep"])
+    return run_url(base, experiment_id, run_id)

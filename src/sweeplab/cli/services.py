@@ -1,4 +1,5 @@
-"""``sweeplab services up|down|status [tracking|ray-head|ray-worker|nightly]``."""
+"""``sweeplab services up|down|status [service...]``: the long-running parts on this machine
+(the tracking server, a Ray head or worker, the nightly scheduler), outside Docker."""
 
 from __future__ import annotations
 
@@ -7,34 +8,37 @@ import os
 import time
 from dataclasses import dataclass
 
-from rich.console import Console
 from rich.table import Table
 
+from sweeplab.cli import exits
+from sweeplab.cli.output import console, err_console
 from sweeplab.services.catalog import SERVICES, Service, default_names
 from sweeplab.services.health import Health
 from sweeplab.services.supervisor import Record, Supervisor, state_dir
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+NAME = "services"
+HELP = "start, stop and check the tracking server, Ray head/worker and nightly scheduler"
+WHERE = (
+    "The scripts in services/ run them; PID and log files are kept in $SWEEPLAB_STATE_DIR "
+    "(default ~/.local/state/sweeplab)."
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    text = "start, stop and check the tracking server, Ray head/worker and nightly scheduler"
-    p = sub.add_parser(
-        "services",
-        help=text,
-        description=text + " (outside Docker: the scripts in services/, PID and log files in "
-        "$SWEEPLAB_STATE_DIR, default ~/.local/state/sweeplab). `status` exits 1 when a service is down.",
-    )
-    p.add_argument("action", choices=["up", "down", "status"])
-    p.add_argument(
-        "names",
-        nargs="*",
-        metavar="service",
-        help=f"any of {', '.join(SERVICES)} (default: {', '.join(default_names())}, and whatever runs)",
-    )
-    p.add_argument("--timeout", type=float, default=180.0, help="seconds `up` waits for health [180]")
-    p.add_argument("--grace", type=float, default=40.0, help="seconds `down` waits before SIGKILL [40]")
+    p = sub.add_parser(NAME, help=HELP, description=f"{HELP}. {WHERE}")
+    actions = p.add_subparsers(dest="action", metavar="{up,down,status}", required=True)
+    names_help = f"any of {', '.join(SERVICES)} (default: {', '.join(default_names())}, and whatever runs)"
+    for action, text in (
+        ("up", "start services and wait until each answers its health check; exits 1 if one does not"),
+        ("down", "stop services started here: SIGTERM, then SIGKILL after the grace period"),
+        ("status", "each service's state, PID, endpoint and health; exits 1 when one is down"),
+    ):
+        a = actions.add_parser(action, help=text, description=f"{text}. {WHERE}")
+        a.add_argument("names", nargs="*", metavar="service", help=names_help)
+        if action == "up":
+            a.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health [180]")
+        if action in ("up", "down"):  # up stops what a dead start left behind
+            a.add_argument("--grace", type=float, default=40.0, help="seconds to wait before SIGKILL [40]")
     p.set_defaults(run=run)
 
 
@@ -98,7 +102,7 @@ def table(rows: list[Row]) -> Table:
 def status(names: list[str], env: dict[str, str], sup: Supervisor, args: argparse.Namespace) -> int:
     rows = [inspect(SERVICES[n], env, sup) for n in names]
     console.print(table(rows))
-    return 1 if any(r.down for r in rows) else 0
+    return exits.FAILED if any(r.down for r in rows) else exits.OK
 
 
 def up(names: list[str], env: dict[str, str], sup: Supervisor, args: argparse.Namespace) -> int:
@@ -118,7 +122,7 @@ def up(names: list[str], env: dict[str, str], sup: Supervisor, args: argparse.Na
         if row.pid is not None:  # a dead record: its leftovers go before a new start
             sup.stop(sup.record(name), args.grace)
         failed |= not _start(service, env, sup, args.timeout)
-    return 1 if failed else 0
+    return exits.FAILED if failed else exits.OK
 
 
 def _start(service: Service, env: dict[str, str], sup: Supervisor, timeout_s: float) -> bool:
@@ -169,4 +173,4 @@ def down(names: list[str], env: dict[str, str], sup: Supervisor, args: argparse.
         killed = sup.stop(record, args.grace)
         how = ", killed after the grace period" if killed else ""
         console.print(f"{name}: stopped (pid {record.pid}{how})")
-    return 0
+    return exits.OK

@@ -1,7 +1,6 @@
-"""The ``sweeplab sweeps`` command: sweeps browsed from the tracking store.
+"""``sweeplab sweeps list|show|compare|export|prune``: sweeps read back from the tracking store.
 
-This module stays light (argparse, Rich): every `sweeplab` command builds its parser. The
-readers in sweeplab.sweep.browse and .prune load when a `sweeps` command runs; none imports Ray.
+The readers (sweeplab.sweep.browse and .prune) load when a command runs; none imports Ray or torch.
 """
 
 from __future__ import annotations
@@ -13,10 +12,16 @@ from rich.filesize import decimal
 from rich.table import Table
 from rich.text import Text
 
+from sweeplab.cli import exits
+from sweeplab.cli.output import add_format_argument, console, err_console, print_csv, print_json
+from sweeplab.groups import ConfigError
+
+NAME = "sweeps"
+
 HELP = """Browse the sweeps a tracking store holds, and free a finished sweep's storage.
 
-  sweeplab sweeps list [--experiment E]                 one row per sweep, newest first
-  sweeplab sweeps show <name>                           the sweep's summary again
+  sweeplab sweeps list [--format table|json|csv]       one row per sweep, newest first
+  sweeplab sweeps show <name> [--format table|json|csv] the sweep's summary again (csv: its trials)
   sweeplab sweeps compare <a> <b>                       best configs and figures side by side
   sweeplab sweeps export <name> --format csv|parquet    one row per trial and epoch
   sweeplab sweeps prune <name>                          delete a finished sweep's trial checkpoints
@@ -26,7 +31,7 @@ with. Each command takes tracking.* settings (tracking.uri=sqlite:///other/mlflo
 another store.
 """
 
-FORMATS = ("csv", "parquet")
+EXPORT_FORMATS = ("csv", "parquet")
 
 
 class _AnyOrder(argparse.ArgumentParser):
@@ -48,7 +53,7 @@ class _AnyOrder(argparse.ArgumentParser):
 def add_parser(sub: argparse._SubParsersAction) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     text = "browse sweeps in the tracking store (list, show, compare, export) and prune finished ones"
-    sweeps = sub.add_parser("sweeps", help=text, description=HELP, formatter_class=fmt)
+    sweeps = sub.add_parser(NAME, help=text, description=HELP, formatter_class=fmt)
     commands = sweeps.add_subparsers(
         dest="sweeps_command",
         required=True,
@@ -65,11 +70,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             help="tracking.* settings, e.g. tracking.uri=sqlite:///x/mlflow.db",
         )
 
-    common(
-        commands.add_parser("list", help="one row per sweep: started, status, trials, best value, storage")
+    listing = commands.add_parser(
+        "list", help="one row per sweep: started, status, trials, best value, storage"
     )
+    add_format_argument(listing)
+    common(listing)
     show = commands.add_parser("show", help="a sweep's summary, from the store")
     show.add_argument("name")
+    add_format_argument(show)
     common(show)
     compare = commands.add_parser("compare", help="two sweeps' best configs and figures side by side")
     compare.add_argument("a")
@@ -79,7 +87,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "export", help="one row per trial and epoch: sampled values, status, every per-epoch metric"
     )
     export.add_argument("name")
-    export.add_argument("--format", choices=FORMATS, default="csv", help="csv (default) or parquet")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="csv", help="csv (default) or parquet")
     export.add_argument(
         "--output", "-o", help="the file to write (default ./<name>.<format>; - is stdout, csv)"
     )
@@ -95,20 +103,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweeplab import cli  # its consoles: as wide as the terminal, unbounded off one
-
-    cli.fit_consoles_to_output()  # again: under `python -m sweeplab.cli` this is a second copy of cli
-    tracker = open_store(args.overrides)
+    reader = open_store(args.overrides)
     command = {"list": cmd_list, "show": cmd_show, "compare": cmd_compare, "export": cmd_export}
-    return command.get(args.sweeps_command, cmd_prune)(tracker, args, cli)
+    return command.get(args.sweeps_command, cmd_prune)(reader, args)
 
 
 def open_store(overrides: list[str]):
     """The configured tracking store, read-only in spirit: a SQLite file that is not there is
     reported, not created."""
-    from sweeplab.config import ConfigError, compose, to_container
-    from sweeplab.tracking import Tracker, resolve_uri
-    from sweeplab.tracking.store import sqlite_path
+    from sweeplab.config import compose, to_container
+    from sweeplab.tracking.reader import open_reader
+    from sweeplab.tracking.uri import resolve_uri, sqlite_path
 
     other = [o for o in overrides if not o.lstrip("+").startswith("tracking.")]
     if other:
@@ -122,7 +127,7 @@ def open_store(overrides: list[str]):
             f"no tracking store at {path}: sweeps are recorded in the store `sweeplab sweep` used "
             "(./mlflow.db of the folder it ran in, by default); name it with tracking.uri=sqlite:///PATH"
         )
-    return Tracker(tracking)
+    return open_reader(tracking)
 
 
 def _started(ms: int | None) -> str:
@@ -143,108 +148,173 @@ def _best(sweep) -> str:
 
 
 # ------------------------------------------------------------------ the commands
-def cmd_list(tracker, args, cli) -> int:
-    from sweeplab.redact import scrub
+def cmd_list(reader, args) -> int:
     from sweeplab.sweep import browse
 
-    sweeps = browse.list_sweeps(tracker, args.experiment)
-    where = scrub(tracker.uri) + (f", experiment '{args.experiment}'" if args.experiment else "")
+    sweeps = browse.list_sweeps(reader, args.experiment)
+    rows = [_listed(s, browse.trial_counts(reader, s)) for s in sweeps]
+    if args.format == "json":
+        print_json(rows)
+        return exits.OK
+    if args.format == "csv":
+        print_csv([{**r, "trials": r["trials"]["total"]} for r in rows], LIST_COLUMNS)
+        return exits.OK
+    where = reader.shown + (f", experiment '{args.experiment}'" if args.experiment else "")
     if not sweeps:
-        cli.console.print(f"no sweeps in {where}", markup=False)
-        return 0
+        console.print(f"no sweeps in {where}", markup=False)
+        return exits.OK
     table = Table(title=f"sweeps in {where}", title_justify="left")
-    for col in ("sweep", "experiment", "started", "status", "trials", "best", "storage"):
+    # the name is what every other command takes: never cut; the storage path folds instead
+    table.add_column("sweep", no_wrap=True, min_width=max(len(s.name) for s in sweeps))
+    for col in ("experiment", "started", "status", "trials", "best"):
         table.add_column(col)
-    for s in sweeps:
-        counts = browse.describe_counts(browse.trial_counts(tracker, s))
+    table.add_column("storage", overflow="fold")
+    for s, r in zip(sweeps, rows, strict=True):
+        counts = browse.describe_counts(r["trials"]["by_status"])
         table.add_row(
             Text(s.name), Text(s.experiment), _started(s.started_ms), _status(s.status), counts, _best(s),
             Text(s.path),
         )  # fmt: skip
-    cli.console.print(table)
-    return 0
+    console.print(table)
+    return exits.OK
 
 
-def cmd_show(tracker, args, cli) -> int:
+LIST_COLUMNS = (
+    "name",
+    "experiment",
+    "started",
+    "status",
+    "trials",
+    "metric",
+    "mode",
+    "best",
+    "storage",
+    "run_id",
+)
+
+
+def _listed(sweep, counts: dict[str, int]) -> dict:
+    """One sweep as `sweeps list --format json|csv` writes it."""
+    started = datetime.fromtimestamp(sweep.started_ms / 1000).isoformat() if sweep.started_ms else None
+    return {
+        "name": sweep.name,
+        "experiment": sweep.experiment,
+        "started": started,
+        "status": sweep.status,
+        "trials": {"total": sum(counts.values()), "by_status": counts},
+        "metric": sweep.metric,
+        "mode": sweep.mode,
+        "best": sweep.best,
+        "storage": sweep.path,
+        "run_id": sweep.run_id,
+    }
+
+
+TRIAL_COLUMNS = ("name", "status", "best", "epochs", "run_id")
+
+
+def cmd_show(reader, args) -> int:
+    from sweeplab.cli.ui import ui_hint
     from sweeplab.sweep import browse
 
-    sweep = browse.find(tracker, args.name, args.experiment)
-    hint = cli.ui_hint(tracker.cfg, sweep.run_id, args.overrides)
+    sweep = browse.find(reader, args.name, args.experiment)
+    if args.format != "table":
+        trial_list = browse.trials(reader, sweep)
+        rows = [
+            {"name": t.name, "status": t.status, "best": t.best, "epochs": t.epochs, "run_id": t.run_id,
+             **{f"sampled.{k}": v for k, v in t.sampled.items()}}
+            for t in browse.ranked_first(sweep, trial_list)
+        ]  # fmt: skip
+        if args.format == "csv":  # one row per trial, best first: a table a spreadsheet opens
+            sampled = list(dict.fromkeys(k for r in rows for k in r if k.startswith("sampled.")))
+            print_csv(rows, [*TRIAL_COLUMNS, *sampled])
+        else:
+            counts = browse.trial_counts(reader, sweep)
+            shown = {**_listed(sweep, counts), "best_config": sweep.best_config, "trials_ranked": rows}
+            if sweep.summarized:
+                shown["summary"] = browse.summary(reader, sweep, trial_list)
+                shown["registered"] = [
+                    {"model": m.name, "version": m.version, "aliases": list(m.aliases)}
+                    for m in browse.registry(reader, sweep)
+                ]
+            print_json(shown)
+        return exits.OK
+    hint = ui_hint(reader.cfg, sweep.run_id, args.overrides, url=reader.link(sweep.run))
     if sweep.summarized:
         from sweeplab.sweep.view import print_summary
 
-        print_summary(cli.console, browse.summary(tracker, sweep), hint)
-        for name, version, aliases in browse.registry(tracker, sweep):
+        print_summary(console, browse.summary(reader, sweep), hint)
+        for model in browse.registry(reader, sweep):
             holds = (
-                "holds the alias 'best'" if "best" in aliases else "the alias 'best' is on another version"
+                "holds the alias 'best'"
+                if "best" in model.aliases
+                else "the alias 'best' is on another version"
             )
-            cli.console.print(f"registered model {name} version {version}: {holds}", markup=False)
-        return 0
+            console.print(f"registered model {model.name} version {model.version}: {holds}", markup=False)
+        return exits.OK
     # not summarized (still running, interrupted, failed before its end): what is known so far
-    trial_list = browse.trials(tracker, sweep)
+    trial_list = browse.trials(reader, sweep)
     table = Table(title=f"sweep {sweep.name} — not summarized", show_header=False, title_justify="left")
     table.add_row("status", _status(sweep.status))
     table.add_row("started", _started(sweep.started_ms))
-    table.add_row("trials", browse.describe_counts(browse.trial_counts(tracker, sweep)))
+    table.add_row("trials", browse.describe_counts(browse.trial_counts(reader, sweep)))
     if top := browse.best_so_far(sweep, trial_list):
         config = " ".join(f"{k}={v}" for k, v in top["sampled"].items())
         table.add_row("best so far", Text(f"{top['name']} — {sweep.metric} {top['value']:.4f}  {config}"))
     table.add_row("storage", Text(sweep.path))
-    cli.console.print(table)
+    console.print(table)
     if sweep.status != "running":
-        cli.console.print(f"continue it with `sweeplab sweep resume {sweep.name}`", markup=False)
-    cli.console.print(f"see it in the MLflow UI: {hint}", markup=False)
-    return 0
+        console.print(f"continue it with `sweeplab sweep resume {sweep.name}`", markup=False)
+    console.print(f"see it in the MLflow UI: {hint}", markup=False)
+    return exits.OK
 
 
-def cmd_compare(tracker, args, cli) -> int:
+def cmd_compare(reader, args) -> int:
     from sweeplab.sweep import browse
 
-    a, b = (browse.find(tracker, name, args.experiment) for name in (args.a, args.b))
+    a, b = (browse.find(reader, name, args.experiment) for name in (args.a, args.b))
     winner = browse.better(a, b)
     table = Table(title=f"sweeps {a.name} and {b.name}", title_justify="left")
     table.add_column("")
     table.add_column(a.name)
     table.add_column(b.name)
-    for what, left, right in browse.comparison(tracker, a, b):
+    for what, left, right in browse.comparison(reader, a, b):
         cells = [Text(left), Text(right)]
         if what == "best value" and winner is not None:
             cells[0 if winner is a else 1].append(" (better)", style="bold green")
         style = "bold" if what not in ("experiment", "status") and left != right else ""
         table.add_row(Text(what, style=style), *cells)
-    cli.console.print(table)
+    console.print(table)
     if (a.metric, a.mode) != (b.metric, b.mode):
-        cli.console.print(
+        console.print(
             f"the sweeps chose by different metrics ({a.metric} {a.mode}, {b.metric} {b.mode}): "
             "compare their val/loss, val/acc and test figures",
             markup=False,
         )
-    return 0
+    return exits.OK
 
 
-def cmd_export(tracker, args, cli) -> int:
-    from sweeplab.config import ConfigError
+def cmd_export(reader, args) -> int:
     from sweeplab.sweep import browse
 
     if args.output == "-" and args.format != "csv":
         raise ConfigError("--output - (stdout) is for --format csv; give parquet a file name")
-    sweep = browse.find(tracker, args.name, args.experiment)
-    rows = browse.export_rows(tracker, sweep)
+    sweep = browse.find(reader, args.name, args.experiment)
+    rows = browse.export_rows(reader, sweep)
     output = args.output or browse.default_output(sweep, args.format)
     browse.write_export(rows, args.format, output)
     trials = len({r["run_id"] for r in rows})
-    say = cli.err_console if output == "-" else cli.console  # stdout carries the CSV itself
+    say = err_console if output == "-" else console  # stdout carries the CSV itself
     where = "stdout" if output == "-" else output
     say.print(f"wrote {len(rows)} rows ({trials} trials, one row per epoch) to {where}", markup=False)
-    return 0
+    return exits.OK
 
 
-def cmd_prune(tracker, args, cli) -> int:
-    from sweeplab.config import ConfigError
+def cmd_prune(reader, args) -> int:
     from sweeplab.sweep import browse
     from sweeplab.sweep.prune import load_state, prune
 
-    sweep = browse.find(tracker, args.name, args.experiment)
+    sweep = browse.find(reader, args.name, args.experiment)
     if not sweep.path:
         raise ConfigError(
             f"sweep {sweep.name}: its parent run does not say where its storage is; nothing pruned"
@@ -252,10 +322,10 @@ def cmd_prune(tracker, args, cli) -> int:
     endpoint = sweep.params.get("tune.storage_endpoint")
     state = load_state(sweep.path, None if endpoint in (None, "None", "") else endpoint)
     done = prune(state)
-    cli.console.print(
+    console.print(
         f"sweep {sweep.name}: deleted {done.folders} checkpoint folders of {done.trials} trials "
         f"in {sweep.path}, freed {decimal(done.bytes)} ({done.bytes} bytes); "
         "kept sweeplab.json, the outbox journal, driver.log and the trials' results",
         markup=False,
     )
-    return 0
+    return exits.OK

@@ -1,4 +1,4 @@
-"""The ``sweeplab nightly`` command: its parser and what each subcommand does."""
+"""``sweeplab nightly run|history|report|accept|schedule``: a benchmark suite run every night."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from rich.table import Table
 from rich.text import Text
 
-from sweeplab.cli import console, print_error  # one console: sized to the terminal, or unbounded off one
+from sweeplab.cli import exits
+from sweeplab.cli.output import add_format_argument, console, print_csv, print_json
 from sweeplab.groups import ConfigError
 
 if TYPE_CHECKING:
@@ -30,8 +31,9 @@ changes.
 Overrides named nightly.* or benchmark.* change the nightly settings (conf/nightly.yaml);
 any other override goes to every entry's sweeplab config (cluster=existing, tracking.uri=...).
 `run` exits 1 when anything regressed or failed, 0 otherwise (also when another runner holds
-the night), 2 on bad input.
+the night); like every sweeplab command, 2 on bad input, 3 when a store cannot be reached.
 """
+NAME = "nightly"
 
 
 def night_arg(text: str) -> date:
@@ -46,7 +48,7 @@ def night_arg(text: str) -> date:
 def add_parser(subparsers) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     text = "nightly benchmarks: run a suite, see its history and reports, accept changes, schedule it"
-    nightly = subparsers.add_parser("nightly", help=text, description=HELP, formatter_class=fmt)
+    nightly = subparsers.add_parser(NAME, help=text, description=HELP, formatter_class=fmt)
     sub = nightly.add_subparsers(
         dest="nightly_command", required=True, metavar="{run,history,report,accept,schedule}"
     )
@@ -67,6 +69,7 @@ def add_parser(subparsers) -> None:
     hist.add_argument("--entry", help="only this entry")
     hist.add_argument("--metric", help="only this metric (default: the watched ones)")
     hist.add_argument("--last", type=int, default=7, help="how many nights (default 7)")
+    add_format_argument(hist)
     hist.add_argument("overrides", nargs="*", help="e.g. nightly.history_url=sqlite:///other.db")
 
     rep = sub.add_parser("report", help="rebuild a night's report (HTML + Markdown) from the history store")
@@ -100,19 +103,12 @@ def main(args: argparse.Namespace) -> int:
         "accept": cmd_accept,
         "schedule": cmd_schedule,
     }
-    # SQLAlchemy and SciPy, imported by the command that needs them: the help stays instant
-    from sweeplab.nightly.history import StoreError
-
     try:
         return commands[args.nightly_command](args)
     except KeyboardInterrupt:
-        print_error(
-            "interrupted", "yellow", "finished runs are recorded; run the same night again to complete it"
-        )
-        return 130
-    except (ConfigError, StoreError, ValueError, RuntimeError, FileNotFoundError) as exc:
-        print_error("error", "bold red", exc)
-        return 2
+        raise KeyboardInterrupt(
+            "finished runs are recorded; run the same night again to complete it"
+        ) from None
 
 
 def _load(args) -> tuple[Suite, dict, list[str]]:
@@ -123,18 +119,23 @@ def _load(args) -> tuple[Suite, dict, list[str]]:
     return suite, settings, entries
 
 
-def _store(settings: dict, must_exist: bool = True) -> HistoryStore:
-    from sweeplab.nightly.history import HistoryStore, StoreError, display_url, resolve_url
+def _store(settings: dict, must_exist: bool = True, read_only: bool = False) -> HistoryStore:
+    """The history store; ``read_only``: as it is, never created or migrated (a reader changes nothing)."""
+    from sweeplab.nightly.history import HistoryStore, display_url, resolve_url
 
     url = resolve_url(settings["history_url"])
-    if must_exist and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        raise StoreError(
-            f"no nightly history at {display_url(url)} yet; `sweeplab nightly run` creates it "
-            "(or point nightly.history_url / $SWEEPLAB_NIGHTLY_DB at yours)"
-        )
+    missing = url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists()
+    if must_exist and missing:
+        raise ConfigError(f"no nightly history at {display_url(url)} yet; {FIRST_RUN}")
     store = HistoryStore(url)
-    store.upgrade()
+    if not read_only:
+        store.upgrade()
+    elif not store.has_schema():
+        raise ConfigError(f"no nightly history in {store.shown} yet; {FIRST_RUN}")
     return store
+
+
+FIRST_RUN = "`sweeplab nightly run` creates it (or point nightly.history_url / $SWEEPLAB_NIGHTLY_DB at yours)"
 
 
 # ---------------------------------------------------------------- commands
@@ -148,7 +149,7 @@ def cmd_run(args) -> int:
     outcome = runner.run(night, args.entry)
     if not outcome.ran:
         console.print(outcome.message, markup=False)
-        return 0
+        return exits.OK
     if outcome.message:
         console.print(outcome.message, markup=False)
     for j in outcome.regressed:
@@ -164,11 +165,14 @@ def cmd_run(args) -> int:
 
 def cmd_history(args) -> int:
     suite, settings, _ = _load(args)
-    store = _store(settings)
+    store = _store(settings, read_only=True)
     nights = sorted({n for s, n in store.nights(suite.name)})[-max(1, args.last) :]
+    if not nights and args.format != "table":
+        (print_json([]) if args.format == "json" else print_csv([], HISTORY_COLUMNS))
+        return exits.OK
     if not nights:
         console.print(f"no nights of suite '{suite.name}' in {store.shown} yet", markup=False)
-        return 0
+        return exits.OK
     verdicts = {(v["night"], v["entry"], v["metric"]): v for v in store.verdicts(suite.name, since=nights[0])}
     watched = {(e.name, w.metric) for e in suite.entries for w in e.watches}
     groups: dict[tuple, list] = {}
@@ -176,28 +180,68 @@ def cmd_history(args) -> int:
         key = (r.night, r.entry, r.metric if r.status in ("completed",) else "")
         if args.metric or (r.entry, r.metric) in watched or r.status != "completed":
             groups.setdefault(key, []).append(r)
-    table = Table(
-        title=f"nightly history: suite {suite.name}, last {len(nights)} night(s)", title_justify="left"
-    )
-    for c in ("night", "entry", "metric", "value (mean ± sd, n)", "verdict", "status", "commit", "machine"):
-        table.add_column(c)
     from sweeplab.nightly.report import COLORS, fmt
 
+    lines = []
     for (night, entry, metric), rows in sorted(groups.items()):
         values = [r.value for r in rows if r.value is not None and r.status == "completed"]
         mean = sum(values) / len(values) if values else None
         spread = (
             (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else None
         )
-        verdict = verdicts.get((night, entry, metric), {}).get("verdict", "")
-        status = ", ".join(sorted({r.status for r in rows}))
-        if status != "completed":
-            status += f": {rows[0].reason[:60]}" if rows[0].reason else ""
-        cells = [str(night), entry, metric, fmt(mean, spread, len(values)) if values else "–"]
-        cells += [verdict, status, (rows[0].git_commit or "")[:10], rows[0].machine]
+        lines.append(
+            {
+                "night": night.isoformat(),
+                "entry": entry,
+                "metric": metric,
+                "mean": mean,
+                "sd": spread,
+                "n": len(values),
+                "verdict": verdicts.get((night, entry, metric), {}).get("verdict", ""),
+                "status": ", ".join(sorted({r.status for r in rows})),
+                "reason": rows[0].reason or "",
+                "commit": rows[0].git_commit or "",
+                "machine": rows[0].machine,
+            }
+        )
+    if args.format == "json":
+        print_json(lines)
+        return exits.OK
+    if args.format == "csv":
+        print_csv(lines, HISTORY_COLUMNS)
+        return exits.OK
+    table = Table(
+        title=f"nightly history: suite {suite.name}, last {len(nights)} night(s)", title_justify="left"
+    )
+    table.add_column("night", no_wrap=True)
+    table.add_column("entry", no_wrap=True)
+    for c in ("metric", "value (mean ± sd, n)", "verdict", "status", "commit", "machine"):
+        table.add_column(c)
+    for line in lines:
+        status = line["status"]
+        if status != "completed" and line["reason"]:
+            status += f": {line['reason'][:60]}"
+        value = fmt(line["mean"], line["sd"], line["n"]) if line["n"] else "–"
+        cells = [line["night"], line["entry"], line["metric"], value, line["verdict"], status]
+        cells += [line["commit"][:10], line["machine"]]
         table.add_row(*(Text(c, style=COLORS.get(c, "")) for c in cells))  # plain text, never markup
     console.print(table)
-    return 0
+    return exits.OK
+
+
+HISTORY_COLUMNS = (
+    "night",
+    "entry",
+    "metric",
+    "mean",
+    "sd",
+    "n",
+    "verdict",
+    "status",
+    "reason",
+    "commit",
+    "machine",
+)
 
 
 def cmd_report(args) -> int:
@@ -224,7 +268,7 @@ def cmd_report(args) -> int:
     out_dir = Path(settings["reports_dir"]) / suite.name / args.date.isoformat()
     paths = write(store, suite, args.date, outcome, out_dir)
     console.print(f"report rebuilt: {paths.html} and {paths.markdown}", markup=False)
-    return 0
+    return exits.OK
 
 
 def cmd_accept(args) -> int:
@@ -253,7 +297,7 @@ def cmd_accept(args) -> int:
         f"since then ({since} so far; a verdict needs {suite.settings.min_history} before the night judged)",
         markup=False,
     )
-    return 0
+    return exits.OK
 
 
 def cmd_schedule(args) -> int:
@@ -290,4 +334,4 @@ def cmd_schedule(args) -> int:
         say=lambda line: console.print(line, markup=False),
         ran_before=lambda: store.ever_claimed(suite.name),
     ).run()
-    return 0
+    return exits.OK

@@ -1,0 +1,5 @@
+import sys
+
+from sweeplab.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,81 @@
+"""Where a command writes: the consoles, the one-line error, and rows as a table, JSON or CSV.
+
+Every command prints through these two consoles, so a pipe, a file and a terminal get the same
+treatment: sized to a terminal, never cut off one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+FORMATS = ("table", "json", "csv")
+# Off a terminal (a file, a pipe) Rich would lay everything out for 80 columns and cut table
+# cells and live lines with "…"; there, nothing has to fit, so nothing is cut.
+WIDTH_OFF_TERMINAL = 4096
+
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:  # Rich would exit 1 itself: main() ends quietly with 0 instead
+        raise BrokenPipeError
+
+
+console = _Console(highlight=False, soft_wrap=True)  # long URIs and paths stay copyable
+err_console = _Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fit_consoles_to_output() -> None:
+    for c in (console, err_console):
+        c.width = None if c.is_terminal or os.environ.get("COLUMNS") else WIDTH_OFF_TERMINAL
+
+
+def print_error(label: str, style: str, message: object) -> None:
+    """``label: message`` on stderr; the message is printed as it is (a hint like ``choice[a, b]``
+    is not Rich markup), credentials masked (Hydra quotes a bad override whole, store URI included)."""
+    from sweeplab.redact import scrub
+
+    err_console.print(Text.assemble((label, style), ": ", scrub(str(message))))
+
+
+def add_format_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table (default, for people), json or csv (for scripts: every value, nothing cut)",
+    )
+
+
+def plain(value: Any) -> Any:
+    """A value JSON can carry: NaN and infinities become null, anything else unknown its text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(plain(value), indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def print_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["" if (v := plain(row.get(c))) is None else v for c in columns])
+    sys.stdout.flush()

@@ -1,0 +1,70 @@
+"""Reading the tracking store back, fast: the read model's one entry point.
+
+``open_reader`` picks how: a database store (SQLite, PostgreSQL, MySQL) is read with SQLAlchemy
+from MLflow's tables (:mod:`~sweeplab.tracking.read_sql`), a tracking server through MLflow's REST
+API (:mod:`~sweeplab.tracking.read_rest`), anything else with ``MlflowClient``
+(:mod:`~sweeplab.tracking.read_client`). The first two never import MLflow, whose import alone
+takes 1.5-2 s on two cores: `sweeplab sweeps list` answers in well under a second with them.
+Only reads go this way; every write goes through :class:`~sweeplab.tracking.store.Tracker`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sweeplab.redact import scrub
+from sweeplab.tracking import views
+from sweeplab.tracking.records import ModelVersion, Points, RunRecord
+from sweeplab.tracking.uri import is_database, is_server, resolve_uri, ui_base
+
+SWEEP_TAGS = {"sweeplab.kind": "sweep"}  # a sweep's parent run
+
+
+class Reader(ABC):
+    def __init__(self, tracking_cfg: Mapping[str, Any]):
+        self.cfg = dict(tracking_cfg)
+        self.uri = resolve_uri(tracking_cfg.get("uri"))
+        self.shown = scrub(self.uri)
+
+    @abstractmethod
+    def runs_tagged(self, tags: Mapping[str, str], experiment: str | None = None) -> list[RunRecord]:
+        """Active runs of active experiments (or of ``experiment``) carrying every tag, newest first;
+        ValueError when ``experiment`` is no active experiment."""
+
+    @abstractmethod
+    def children(self, parent: RunRecord) -> list[RunRecord]:
+        """The active runs whose parent is ``parent``."""
+
+    @abstractmethod
+    def histories(
+        self, run_ids: Iterable[str], keys: Iterable[str] | None = None
+    ) -> dict[str, dict[str, Points]]:
+        """run id -> metric key -> every (step, value) in step order; ``keys`` None: every metric."""
+
+    @abstractmethod
+    def model_versions(self, run_id: str) -> list[ModelVersion]:
+        """The registered model versions made from a run, with the aliases they hold now."""
+
+    def link(self, run: RunRecord) -> str:
+        """Where the MLflow UI shows the run (a sweep's parent: the sweep's saved view)."""
+        return views.link(ui_base(self.cfg), run.experiment_id, run.run_id, run.tags)
+
+    def unknown_experiment(self, experiment: str) -> ValueError:
+        return ValueError(f"no experiment '{experiment}' in the tracking store {self.shown}")
+
+
+def open_reader(tracking_cfg: Mapping[str, Any]) -> Reader:
+    uri = resolve_uri(tracking_cfg.get("uri"))
+    if is_database(uri):
+        from sweeplab.tracking.read_sql import SqlReader
+
+        return SqlReader(tracking_cfg)
+    if is_server(uri):
+        from sweeplab.tracking.read_rest import RestReader
+
+        return RestReader(tracking_cfg)
+    from sweeplab.tracking.read_client import ClientReader
+
+    return ClientReader(tracking_cfg)

@@ -1,0 +1,58 @@
+"""What the tracking store holds, read back as typed records: the read model of runs.
+
+Every reader of the store (``sweeplab sweeps``, a sweep's summary, the benchmarks) gets these,
+whatever backend read them (:mod:`sweeplab.tracking.reader`), instead of picking MLflow's own
+``Run`` objects apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: a child run names its parent
+Points = list[tuple[int, float]]  # one metric's history: (step, value) in step order
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    name: str
+    experiment_id: str
+    experiment: str  # the experiment's name
+    status: str  # MLflow's: RUNNING, FINISHED, FAILED, KILLED, SCHEDULED
+    start_ms: int
+    end_ms: int | None
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # each metric's latest value
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def parent_id(self) -> str | None:
+        return self.tags.get(PARENT_TAG)
+
+    @property
+    def sampled(self) -> dict[str, Any]:
+        return sampled_values(self.params)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+
+
+def sampled_values(params: Mapping[str, str]) -> dict[str, Any]:
+    """A trial's sampled hyperparameters (params ``sampled.<key>``), numbers as numbers."""
+    out: dict[str, Any] = {}
+    for key, text in params.items():
+        if key.startswith("sampled."):
+            try:
+                value: Any = float(text)
+                value = int(value) if value.is_integer() and "." not in text and "e" not in text else value
+            except ValueError:
+                value = text
+            out[key.removeprefix("sampled.")] = value
+    return out
