@@ -117,7 +117,7 @@ def test_make_clean_removes_what_the_project_writes_and_keeps_data(tmp_path):
     ]
     kept = [
         "data/fashion-mnist/train-images-idx3-ubyte.gz",
-        "src/sweeplab/cli.py",
+        "src/sweeplab/cli/main.py",
         "conf/config.yaml",
         "my.npz",
     ]

@@ -12,6 +12,8 @@ from hosts import FAST_NODE_DEATH, PYTHON, TestNetwork, require_hosts
 from mlflow.tracking import MlflowClient
 from test_sweep_failures import wait_for
 
+from sweeplab.cli import exits
+
 pytestmark = pytest.mark.slow
 
 SWEEP = [
@@ -237,7 +239,7 @@ def test_a_module_that_does_not_import_on_a_worker_ends_the_sweep_once(net, clus
         "trainer.epochs=100",  # no trial on the head finishes before the worker's fails
         name="fatal",
     )  # fmt: skip
-    assert proc.wait(400) == 2, proc.output()
+    assert proc.wait(400) == exits.RUNTIME, proc.output()
     output = proc.output()
     lines = [line for line in output.splitlines() if line.strip()]
     last = lines[-1]

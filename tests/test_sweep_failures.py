@@ -15,6 +15,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from sweeplab.cli import exits
 from sweeplab.sweep import recorder as rec_module
 from sweeplab.sweep.recorder import PARENT, Session, SweepRecorder
 from sweeplab.sweep.state import SweepState
@@ -58,7 +59,7 @@ def runs_in(db: Path) -> list:
 def test_an_unreachable_server_is_one_line_within_seconds(workdir, command):
     # MLflow's own client would retry for about four minutes; the bound catches that regression
     out = sweeplab(*command, f"tracking.uri=http://127.0.0.1:{free_port()}", cwd=workdir, timeout=90)
-    assert out.returncode == 2
+    assert out.returncode == exits.RUNTIME
     line = one_line(out)
     assert "cannot reach the tracking server" in line and "connection refused" in line
     assert not (workdir / "sweeps").exists()
@@ -69,14 +70,14 @@ def test_a_wrong_database_and_an_unwritable_path_are_one_line(workdir):
     if url:
         wrong = url.rsplit("/", 1)[0] + "/no_such_database_sweeplab"
         out = sweeplab("train", "data=digits", f"tracking.uri={wrong}", cwd=workdir, timeout=90)
-        assert out.returncode == 2 and "no_such_database_sweeplab" in one_line(out)
+        assert out.returncode == exits.RUNTIME and "no_such_database_sweeplab" in one_line(out)
     out = sweeplab("train", "data=digits", f"tracking.uri=sqlite:///{workdir}/missing/x.db", cwd=workdir)
-    assert out.returncode == 2 and "does not exist" in one_line(out)
+    assert out.returncode == exits.RUNTIME and "does not exist" in one_line(out)
 
 
 def test_a_sweep_the_cluster_cannot_run_is_refused_before_any_run(workdir):
     out = sweeplab("sweep", *TINY, "cluster.num_cpus=1", "tune.cpus_per_trial=2", cwd=workdir)
-    assert out.returncode == 2
+    assert out.returncode == exits.USAGE
     assert "tune.cpus_per_trial=2" in one_line(out)
     assert runs_in(workdir / "mlflow.db") == [] and not (workdir / "sweeps" / "x").exists()
 
@@ -90,7 +91,7 @@ def test_a_cluster_that_is_not_there_is_one_line(workdir):
         cwd=workdir,
         timeout=180,
     )
-    assert out.returncode == 2
+    assert out.returncode == exits.RUNTIME
     assert "cannot start the Ray cluster at 127.0.0.1" in one_line(out)
     assert runs_in(workdir / "mlflow.db") == []
 
@@ -391,6 +392,6 @@ def test_a_sweep_whose_trials_cannot_train_is_refused_with_trains_own_line(workd
     """Token-id models on images: every trial would fail and be retried; refused up front instead."""
     out = sweeplab("sweep", *TINY, "model=embedding_bag", cwd=workdir)
     train = sweeplab("train", "data=digits", "model=embedding_bag", cwd=workdir)
-    assert out.returncode == 2 and train.returncode == 2
+    assert out.returncode == exits.USAGE and train.returncode == exits.USAGE
     assert one_line(out) == one_line(train)  # the same line `sweeplab train` prints
     assert runs_in(workdir / "mlflow.db") == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import sqlite3
 import subprocess
 import sys
@@ -360,3 +361,51 @@ def test_prune_refuses_an_unfinished_sweep_and_undelivered_records(store, capsys
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "1 tracking records" in err
     assert checkpoint_files(folder) == before
+
+
+# ------------------------------------------------------------------ for scripts: json and csv
+def test_list_and_show_as_json_and_csv_carry_the_stores_values(store, capsys):
+    import json
+
+    code, out, _ = run_cli(capsys, "list", "--format", "json", store.arg)
+    assert code == 0
+    listed = {s["name"]: s for s in json.loads(out)}
+    for outcome, metric in ((store.a, "val/loss"), (store.b, "val/acc")):
+        parent = store.parent(outcome)
+        row = listed[outcome.state.name]
+        assert row["run_id"] == parent.info.run_id and row["metric"] == metric
+        assert row["best"] == parent.data.metrics[f"best/{metric}"]
+        assert row["trials"]["total"] == len(store.children(outcome)) and row["storage"] == outcome.state.path
+    code, out, _ = run_cli(capsys, "list", "--format", "csv", store.arg)
+    rows = {r["name"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert code == 0 and set(rows) == set(listed)
+    assert float(rows["sweep-b"]["best"]) == listed["sweep-b"]["best"]
+
+    code, out, _ = run_cli(capsys, "show", "sweep-b", "--format", "json", store.arg)
+    shown = json.loads(out)
+    kids = {k.info.run_name: k for k in store.children(store.b)}
+    assert code == 0 and shown["name"] == "sweep-b" and shown["summary"]["best"]["name"] in kids
+    assert {t["name"] for t in shown["trials_ranked"]} == set(kids)
+    best = shown["trials_ranked"][0]
+    assert best["best"] == store.best_of_children(store.b, "val/acc", "max")  # best first, by its mode
+    assert shown["registered"][0]["version"] and "best" in shown["registered"][0]["aliases"]
+    code, out, _ = run_cli(capsys, "show", "sweep-b", "--format", "csv", store.arg)
+    trials = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and [t["name"] for t in trials] == [t["name"] for t in shown["trials_ranked"]]
+    assert all(kids[t["name"]].data.tags["sweeplab.status"] == t["status"] for t in trials)
+
+
+def test_a_long_name_is_never_cut_at_80_columns(store, tmp_path):
+    name = "fashion-mnist-course-mlp-sweep-with-a-long-name-0042"
+    tracker = Tracker({"uri": store.uri})
+    cfg = to_container(compose(["data=digits"]))
+    tracker.start_sweep_run("browse-long", name, cfg, [], str(tmp_path / name), {})
+    done = subprocess.run(
+        [sys.executable, "-m", "sweeplab.cli", "sweeps", "list", store.arg],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    title, *table = done.stdout.splitlines()  # the title is the store's URI, whole to be copied
+    assert max(len(line) for line in table) <= 80  # the table fits the terminal
+    assert {name, "sweep-a", "sweep-b"} <= {line.split()[0] for line in table if line.strip()}
+    assert "not shown, to fit 80 columns:" in done.stdout and "storage" in table[-2]  # says what gave way

@@ -21,15 +21,20 @@ trained one after another, one thread (sweeplab.bench.batched): seconds per mode
 quality: the 64-trial ASHA sweep of experiment=fashion_mnist_sweep on the full data:
 wall time and the best model's test accuracy.
 
+latency: seconds `sweeplab --help`, `sweeplab sweeps list` and `sweeplab sweeps show` take as fresh
+processes, the last two on a store of 100 sweeps (sweeplab.bench.latency).
+
 peers (only when asked, --only=peers): the default sweep against Optuna and KerasTuner
 (sweeplab.bench.peers; its own options, e.g. --budget-s 600 --seeds 0,1, pass through).
+
+Every run is saved to benchmarks/results/<UTC date>-<commit>-<benchmarks>.json (sweeplab.bench.results),
+which the documentation's Benchmarks page shows.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -40,8 +45,10 @@ from rich.console import Console
 from rich.table import Table
 
 from sweeplab.bench import EPOCH_METRICS
+from sweeplab.bench import results as saved
 from sweeplab.bench.loops import bench_loop, bench_loop_in_sweep
 from sweeplab.bench.sweeps import run_sweep_timed
+from sweeplab.redact import scrub
 
 LOOP_BUDGET = 1.15  # sweeplab's epoch may cost at most this many bare-loop epochs
 SWEEP_LOOP_BUDGET = 1.1  # and a trial's epoch in a sweep, reports and checkpoints included
@@ -64,6 +71,7 @@ BENCHES = (
     "asha",
     "batched",
     "quality",
+    "latency",
     "robust",
     "peers",
 )
@@ -74,13 +82,8 @@ console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isat
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    """CPU model, cores and memory (what a saved result records), torch and its threads."""
+    return f"{saved.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def bench_tracking(epochs: int = 300) -> float:
@@ -181,41 +184,54 @@ def main(argv: list[str] | None = None) -> int:
     for col in ("benchmark", "measured", "ratio", "budget", "verdict"):
         table.add_column(col)
     ok = True
+    rows: list[saved.Row] = []
 
-    def row(name: str, measured: str, ratio: float, budget: str, passed: bool) -> None:
+    def row(
+        bench: str, name: str, measured: str, ratio: float | None, budget: str, passed: bool | None, **values
+    ) -> None:
+        """One row of the table, printed at once and saved at the end; ``values``: its figures."""
         nonlocal ok
-        ok &= passed
-        table.add_row(
-            name, measured, f"{ratio:.3f}", budget, "[green]ok[/]" if passed else "[red]over budget[/]"
-        )
-        console.print(f"{name}: {measured} -> {ratio:.3f} ({budget}) {'ok' if passed else 'OVER BUDGET'}")
+        ok &= passed is not False
+        rows.append(saved.Row(bench, name, measured, ratio, budget, passed, values))
+        shown = "" if ratio is None else f"{ratio:.3f}"
+        verdict = {True: "[green]ok[/]", False: "[red]over budget[/]", None: ""}[passed]
+        table.add_row(name, measured, shown, budget, verdict)
+        console.print(f"{name}: {measured} -> {shown or '-'} ({budget}) {verdict}")
 
     if "loop" in chosen:
         ours, bare = bench_loop(args.epochs, args.threads)
         row(
+            "loop",
             "loop: sweeplab epoch / bare PyTorch epoch",
             f"{ours:.3f}s vs {bare:.3f}s",
             ours / bare,
             f"<= {LOOP_BUDGET}",
             ours / bare <= LOOP_BUDGET,
+            sweeplab_s=ours,
+            bare_s=bare,
         )
     if "loop-in-sweep" in chosen:
         ours, bare = bench_loop_in_sweep(args.epochs + 3)
         row(
+            "loop-in-sweep",
             "loop in a sweep: a trial's epoch (2 side by side, 1 thread each) / a bare loop's (same)",
             f"{ours:.3f}s vs {bare:.3f}s",
             ours / bare,
             f"<= {SWEEP_LOOP_BUDGET}",
             ours / bare <= SWEEP_LOOP_BUDGET,
+            sweeplab_s=ours,
+            bare_s=bare,
         )
     if "tracking" in chosen:
         ms = bench_tracking()
         row(
+            "tracking",
             "tracking: ms per reported epoch / budget",
             f"{ms:.2f} ms (SQLite)",
             ms / TRACKING_BUDGET_MS,
             f"<= 1 ({TRACKING_BUDGET_MS:g} ms)",
             ms <= TRACKING_BUDGET_MS,
+            ms_per_epoch=ms,
         )
     if "driver" in chosen:
         from sweeplab.bench import service
@@ -223,83 +239,106 @@ def main(argv: list[str] | None = None) -> int:
         for concurrent in (2, 16):
             cost = service.driver_cost(concurrent)
             row(
+                "driver",
                 f"driver: ms per reported result, {concurrent} concurrent trials (median; p99)",
                 f"{cost['median_ms']:.2f} ms; p99 {cost['p99_ms']:.1f} ms; {cost['results']} results; "
                 f"Ray slow-callback warnings: {cost['slow_warnings']}",
                 cost["median_ms"] / DRIVER_MEDIAN_MS,
                 f"<= 1 ({DRIVER_MEDIAN_MS:g} ms), no warning",
                 cost["median_ms"] <= DRIVER_MEDIAN_MS and cost["slow_warnings"] == 0,
+                concurrent=concurrent,
+                **{k: cost[k] for k in ("median_ms", "p99_ms", "results", "slow_warnings")},
             )
     if "throughput" in chosen:
         from sweeplab.bench import service
 
         tp = service.throughput(args.postgres)
         row(
+            "throughput",
             "throughput: results/s through the outbox into mlflow server on PostgreSQL, 16 reporters",
             f"{tp['results']} results in {tp['seconds']:.1f}s, {tp['lost']} metric points lost, "
             f"append {tp['write_median_ms']:.2f} ms",
             tp["results_per_s"] / THROUGHPUT_FLOOR,
             f">= 1 ({THROUGHPUT_FLOOR:g}/s), 0 lost",
             tp["results_per_s"] >= THROUGHPUT_FLOOR and tp["lost"] == 0,
+            **{k: tp[k] for k in ("results", "seconds", "results_per_s", "lost", "write_median_ms")},
         )
     if "recovery" in chosen:
         from sweeplab.bench import service
 
         rec = service.recovery()
-        table.add_row(
+        row(
+            "recovery",
             "recovery: worker node killed -> its trial's next epoch on the head (Ray's defaults)",
             f"{rec['seconds']:.1f} s (sweep exit {rec['sweep_exit']})",
-            "",
-            "measured",
-            "[green]ok[/]" if rec["sweep_exit"] == 0 else "[red]sweep failed[/]",
+            None,
+            "measured; the sweep must finish",
+            rec["sweep_exit"] == 0,
+            seconds=rec["seconds"],
+            sweep_exit=rec["sweep_exit"],
         )
-        ok &= rec["sweep_exit"] == 0
-        console.print(f"recovery: {rec['seconds']:.1f} s")
     if "detector" in chosen:
         from sweeplab.nightly.bench import measure
 
         d = measure()
         fa, det = d["false_alarms_per_night"], d["detected_within_2_nights"]
         row(
+            "detector",
             f"detector: false alarms per judged night, {d['series']} stationary series",
             f"{fa:.2%} ({d['false_alarms_per_season']:.1%} of seasons)",
             fa / 0.01,
             "<= 1 (1%)",
             fa <= 0.01,
+            false_alarms_per_night=fa,
+            false_alarms_per_season=d["false_alarms_per_season"],
+            series=d["series"],
         )
         row(
+            "detector",
             "detector: 3-sigma steps detected within 2 nights",
             f"{det:.1%} of {d['series']} series",
             det / 0.95,
             ">= 1 (95%)",
             det >= 0.95,
+            detected_within_2_nights=det,
+            series=d["series"],
         )
     if "efficiency" in chosen:
         eff, summary, wall = bench_efficiency()
         row(
+            "efficiency",
             "efficiency: trial seconds / (wall x slots), 16 trials",
             f"{summary['trial_seconds']:.1f}s / ({wall:.1f}s x {summary['slots']})",
             eff,
             f">= {EFFICIENCY_FLOOR}",
             eff >= EFFICIENCY_FLOOR,
+            trial_seconds=summary["trial_seconds"],
+            wall_s=wall,
+            slots=summary["slots"],
         )
     if "asha" in chosen:
         fifo, asha = bench_asha()
         ratio = asha["epochs_run"] / fifo["epochs_run"]
         row(
+            "asha",
             "asha: trial-epochs ASHA / FIFO, same 32 configs",
             f"{asha['epochs_run']} vs {fifo['epochs_run']}",
             ratio,
             f"<= {ASHA_EPOCHS_CEILING}",
             ratio <= ASHA_EPOCHS_CEILING,
+            asha_trial_epochs=asha["epochs_run"],
+            fifo_trial_epochs=fifo["epochs_run"],
         )
         a, f = best_val_acc(asha), best_val_acc(fifo)
         row(
+            "asha",
             "asha: best val/acc ASHA - FIFO",
             f"{a:.4f} vs {f:.4f}",
             a - f,
             f">= -{ASHA_ACC_TOLERANCE}",
             a - f >= -ASHA_ACC_TOLERANCE,
+            asha_best_val_acc=a,
+            fifo_best_val_acc=f,
         )
     if "batched" in chosen:
         from sweeplab.bench.batched import bench_batched
@@ -308,54 +347,83 @@ def main(argv: list[str] | None = None) -> int:
 
         data = load_data(to_container(compose(["experiment=course_fashion_mnist"]))["data"])
         for r in bench_batched(data):
-            name = (
+            row(
+                "batched",
                 f"batched: {r['k']} trials of {r['hidden']}, batch {r['batch_size']}, as one vmap-ed model "
-                "/ one after another (s per model-epoch, 1 thread)"
-            )
-            measured, ratio = (
+                "/ one after another (s per model-epoch, 1 thread)",
                 f"{r['batched_s']:.3f}s vs {r['sequential_s']:.3f}s",
                 r["batched_s"] / r["sequential_s"],
+                "measured (< 1: batching pays)",
+                None,
+                **r,
             )
-            table.add_row(name, measured, f"{ratio:.3f}", "measured (< 1: batching pays)", "")
-            console.print(f"{name}: {measured} -> {ratio:.3f}")
     if "quality" in chosen:
         summary, wall = bench_quality()
         minutes = wall / 60
         row(
+            "quality",
             "quality: 64-trial ASHA sweep minutes / 20",
             f"{minutes:.1f} min",
             minutes / QUALITY_MINUTES,
             f"<= 1 ({QUALITY_MINUTES:g} min)",
             minutes <= QUALITY_MINUTES,
+            minutes=minutes,
         )
         acc = summary.get("test/acc", float("nan"))
-        best = " ".join(f"{k}={v}" for k, v in summary.get("best", {}).get("sampled", {}).items())
+        sampled = summary.get("best", {}).get("sampled", {})
         row(
-            f"quality: best test/acc / {QUALITY_ACC} ({best})",
+            "quality",
+            f"quality: best test/acc / {QUALITY_ACC} ({' '.join(f'{k}={v}' for k, v in sampled.items())})",
             f"{acc:.4f}",
             acc / QUALITY_ACC,
             f">= 1 ({QUALITY_ACC})",
             acc >= QUALITY_ACC,
+            test_acc=acc,
+            best_config=sampled,
         )
+    if "latency" in chosen:
+        from sweeplab.bench import latency
+
+        for m in latency.measure():
+            fails = f"; exit {','.join(map(str, m['exit_codes']))}: {m['error']}" if m["error"] else ""
+            row(
+                "latency",
+                f"latency: `{m['command']}`, median of {len(m['runs_s'])} fresh processes / budget",
+                f"{m['median_s']:.2f} s (min {m['min_s']:.2f}, max {m['max_s']:.2f}){fails}",
+                m["median_s"] / m["budget_s"],
+                f"<= 1 ({m['budget_s']:g} s)",
+                m["median_s"] <= m["budget_s"] and m["exit_codes"] == [0],
+                **m,
+            )
     if "robust" in chosen:
         runs = [bench_robust(seed) for seed in range(args.robust_sweeps)]
         differs = sum(r["robust/differs"] for r in runs) / len(runs)
         single = [r["robust/single_winner_test/acc"] for r in runs]
         robust = [r["test/acc"] for r in runs]
-        table.add_row(
+        row(
+            "robust",
             f"robust selection: {len(runs)} sweeps (16 trials, top 3 x 3 seeds), Fashion-MNIST",
             f"winner changed in {differs:.0%}; chosen model's test/acc "
             f"{statistics.mean(single):.4f} ± {statistics.pstdev(single):.4f} without the stage, "
             f"{statistics.mean(robust):.4f} ± {statistics.pstdev(robust):.4f} with it",
-            "",
+            None,
             "measured",
-            "[green]ok[/]",
+            None,
+            winner_changed=differs,
+            single_winner_test_acc=single,
+            robust_test_acc=robust,
         )
-    if "peers" in chosen:
+    if "peers" in chosen:  # saves a result of its own
         from sweeplab.bench import peers
 
         ok &= peers.main(rest) == 0
     console.print(table)
+    if rows:
+        benches = list(dict.fromkeys(r.bench for r in rows))
+        command = ["python", "-m", "sweeplab.bench", *map(scrub, sys.argv[1:] if argv is None else argv)]
+        result = saved.new(benches, rows, command)
+        path = saved.write(result, label="default" if chosen == list(DEFAULT) else None)
+        console.print(f"saved: {path}")
     return 0 if ok else 1
 
 

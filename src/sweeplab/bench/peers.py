@@ -22,8 +22,6 @@ import hashlib
 import json
 import math
 import os
-import platform
-import re
 import signal
 import statistics
 import subprocess
@@ -37,6 +35,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from sweeplab.bench.results import machine
 
 ROOT = Path(__file__).resolve().parents[3]
 PEERS_DIR = ROOT / "bench" / "peers"
@@ -546,7 +546,7 @@ def run(
         f"{task['max_trials']} trials × {task['epochs']} epochs max · {run_dir}"
     )
     results: dict[str, Any] = {
-        "machine": _machine(),
+        "machine": machine(),
         "budget_s": budget_s,
         "max_trials": task["max_trials"],
         "max_epochs": task["epochs"],
@@ -612,8 +612,45 @@ def _one_line(r: dict[str, Any]) -> str:
     return text + (f"  [red]{r['error']}[/red]" if r["error"] else "")
 
 
-def table(results: dict[str, Any]) -> Table:
+def _cells(results: dict[str, Any]) -> Iterable[tuple[list[str], bool, bool]]:
+    """The table's rows as text: (cells, a tool's median row, the run failed), each tool's seeds
+    then its median."""
     thresholds = [f"{t:.2f}" for t in results["thresholds"]]
+    for tool, med in results["medians"].items():
+        runs = [r for r in results["runs"] if r["tool"] == tool]
+        for r in runs:
+            cells = [
+                SHORT[tool],
+                str(r["seed"]),
+                f"{r['wall_s']:.0f}",
+                _cpu(r["cpu_s"], r.get("cpu_exact") is not False),
+                _num(r["first_epoch_s"], ".0f"),
+                str(r["trial_epochs"]),
+                _num(r["best_val_acc"], ".4f"),
+                _num(r["test_acc"], ".4f"),
+                *(_reach_text(r["reach"][thr]) for thr in thresholds),
+            ]
+            yield cells, False, bool(r["error"])
+        cells = [
+            SHORT[tool],
+            "median",
+            _num(med["wall_s"], ".0f"),
+            _cpu(med["cpu_s"], all(r.get("cpu_exact") is not False for r in runs)),
+            _num(med["first_epoch_s"], ".0f"),
+            _num(med["trial_epochs"], ".0f"),
+            _num(med["best_val_acc"], ".4f"),
+            _num(med["test_acc"], ".4f"),
+            *(_reach_text(med["reach"][thr]) for thr in thresholds),
+        ]
+        yield cells, True, False
+
+
+def _columns(results: dict[str, Any]) -> list[str]:
+    columns = ["tool", "seed", "wall s", "CPU s", "1st epoch s", "trial-epochs", "best val acc", "test acc"]
+    return columns + [f"≥ {t:.2f}" for t in results["thresholds"]]
+
+
+def table(results: dict[str, Any]) -> Table:
     legend = " · ".join(LABELS[tool] for tool in results["medians"])
     t = Table(
         title=f"sweeplab vs its peers: search budget {results['budget_s']:g} s, "
@@ -622,38 +659,27 @@ def table(results: dict[str, Any]) -> Table:
         caption=f"{legend}\ntimes count from the command's start; ≥ thr: when the best-so-far val acc first "
         "reached it (seconds, trial-epochs); ! the run failed or chose no model (see results.json)",
     )
-    columns = ("tool", "seed", "wall s", "CPU s", "1st epoch s", "trial-epochs", "best val acc", "test acc")
-    for col in (*columns, *(f"≥ {thr}" for thr in thresholds)):
+    for col in _columns(results):
         t.add_column(col, justify="left" if col == "tool" else "right")
-    for tool, med in results["medians"].items():
-        for r in (r for r in results["runs"] if r["tool"] == tool):
-            t.add_row(
-                SHORT[tool],
-                str(r["seed"]),
-                f"{r['wall_s']:.0f}",
-                _cpu(r["cpu_s"], r.get("cpu_exact") is not False),
-                _num(r["first_epoch_s"], ".0f"),
-                str(r["trial_epochs"]),
-                _num(r["best_val_acc"], ".4f"),
-                _num(r["test_acc"], ".4f") + (" [red]![/red]" if r["error"] else ""),
-                *(_reach_text(r["reach"][thr]) for thr in thresholds),
-            )
-        t.add_row(
-            f"[bold]{SHORT[tool]}[/bold]",
-            "median",
-            _num(med["wall_s"], ".0f"),
-            _cpu(
-                med["cpu_s"],
-                all(r.get("cpu_exact") is not False for r in results["runs"] if r["tool"] == tool),
-            ),
-            _num(med["first_epoch_s"], ".0f"),
-            _num(med["trial_epochs"], ".0f"),
-            _num(med["best_val_acc"], ".4f"),
-            _num(med["test_acc"], ".4f"),
-            *(_reach_text(med["reach"][thr]) for thr in thresholds),
-            end_section=True,
-        )
+    for cells, median, failed in _cells(results):
+        if failed:
+            cells[7] += " [red]![/red]"
+        if median:
+            cells[0] = f"[bold]{cells[0]}[/bold]"
+        t.add_row(*cells, end_section=median)
     return t
+
+
+def markdown(results: dict[str, Any]) -> list[str]:
+    """The table as Markdown lines (medians in bold; ! marks a run that failed or chose no model)."""
+    lines = ["| " + " | ".join(_columns(results)) + " |", "|" + "---|" * len(_columns(results))]
+    for cells, median, failed in _cells(results):
+        if failed:
+            cells[7] += " !"
+        if median:
+            cells[:2] = [f"**{c}**" for c in cells[:2]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def report(results: dict[str, Any]) -> None:
@@ -670,14 +696,51 @@ def report(results: dict[str, Any]) -> None:
     console.print(f"raw results: {Path(results['run_dir']) / 'results.json'}")
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        cpu = re.search(r"^model name\s*:\s*(.+)$", text, re.M).group(1)  # type: ignore[union-attr]
-    except (OSError, AttributeError):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores"
+# the figures of results.json a saved summary keeps per run (not the trial-epochs, logs, outputs)
+SAVED_KEYS = (
+    "tool", "seed", "wall_s", "cpu_s", "cpu_exact", "first_epoch_s", "trial_epochs", "trials",
+    "best_val_acc", "test_acc", "reach", "error",
+)  # fmt: skip
+
+
+def summary_result(results: dict[str, Any], command: Sequence[str]):
+    """The run's summary as a saved result (sweeplab.bench.results): a row per tool's medians and per
+    line of the goal's verdict, and the figures per tool and seed (not the trial-epochs, logs and
+    outputs: results.json in the run's folder keeps those)."""
+    from sweeplab.bench import results as saved
+
+    summary = {k: results[k] for k in ("budget_s", "max_trials", "max_epochs", "seeds", "thresholds")}
+    summary["sweeplab_overrides"] = results.get("sweeplab_overrides", [])
+    summary["runs"] = [{k: r.get(k) for k in SAVED_KEYS} for r in results["runs"]]
+    summary["medians"] = results["medians"]
+    rows = []
+    for tool, med in results["medians"].items():
+        failed = any(r["error"] for r in results["runs"] if r["tool"] == tool)
+        rows.append(
+            saved.Row(
+                "peers",
+                f"peers: {SHORT[tool]}, median of {med['seeds']} seeds — {LABELS[tool].split(': ', 1)[1]}",
+                f"wall {_num(med['wall_s'], '.0f')} s, test acc {_num(med['test_acc'], '.4f')}, "
+                f"val acc 0.90 reached: {_reach_text(med['reach'].get('0.90'))}"
+                + (" (a run failed or chose no model)" if failed else ""),
+                None,
+                "measured",
+                None,
+                {k: med.get(k) for k in ("wall_s", "cpu_s", "test_acc", "best_val_acc", "trial_epochs")},
+            )
+        )
+    for line, ok in goal(results):
+        what, measured = line.split(": ", 1)
+        rows.append(saved.Row("peers", f"peers goal: {what}", measured, None, "the goal", ok))
+    raw = str(Path(results["run_dir"]) / "results.json") if results.get("run_dir") else None
+    return saved.new(["peers"], rows, command, peers=summary, raw=raw)
+
+
+def save_summary(results: dict[str, Any], command: Sequence[str], directory: Path | None = None) -> Path:
+    """The run's summary into benchmarks/results/ (or ``directory``); returns the file."""
+    from sweeplab.bench import results as saved
+
+    return saved.write(summary_result(results, command), directory or saved.RESULTS_DIR)
 
 
 def _interrupt(signum, frame) -> None:
@@ -742,6 +805,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"interrupted: the running tool was stopped; what was measured is in {run_dir}")
         return 130
     report(results)
+    saved = save_summary(
+        results, ["python", "-m", "sweeplab.bench.peers", *(sys.argv[1:] if argv is None else argv)]
+    )
+    console.print(f"saved: {saved}")
     return 1 if any(r["error"] for r in results["runs"]) else 0
 
 

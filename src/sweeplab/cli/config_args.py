@@ -52,6 +52,7 @@ def add_cfg(parser: argparse.ArgumentParser, scope: str) -> None:
         help="print the composed config and exit: "
         + ("the sections training reads, or with `all` every one" if scope == "train" else "every section"),
     )
+    parser.set_defaults(cfg_scope=scope)
 
 
 def compose_for(args: argparse.Namespace) -> dict | None:
@@ -61,7 +62,7 @@ def compose_for(args: argparse.Namespace) -> dict | None:
     scope = getattr(args, "cfg", None)
     if scope not in (None, *CFG_SCOPES):  # `--cfg a=b ...`: argparse took the first override for a scope
         args.overrides.insert(0, scope)
-        scope = args.cfg = "train"
+        scope = args.cfg = args.cfg_scope
     node = compose(args.overrides)
     if scope is None:
         return to_container(node)

@@ -13,9 +13,12 @@ import math
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from rich import box
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 FORMATS = ("table", "json", "csv")
@@ -79,3 +82,51 @@ def print_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> None
     for row in rows:
         writer.writerow(["" if (v := plain(row.get(c))) is None else v for c in columns])
     sys.stdout.flush()
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a table printed for people. ``shrink_to``: the width it may wrap or fold down to
+    (None: never cut, e.g. a name other commands take); ``drop``: the order in which columns
+    give way when the terminal is too narrow (1 first; 0 never)."""
+
+    name: str
+    shrink_to: int | None = None
+    drop: int = 0
+    fold: bool = False  # break anywhere (a path), not only between words
+
+
+def print_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[Text]]) -> None:
+    """Rows under a header, every cell whole: when the terminal is too narrow for all the columns,
+    the least needed give way (named below the table) instead of every cell being cut to "…"."""
+    shown = list(range(len(columns)))
+    natural = [max([len(c.name), *(r[i].cell_len for r in rows)]) for i, c in enumerate(columns)]
+
+    def needed(keep: list[int]) -> int:
+        return sum(min(natural[i], columns[i].shrink_to or natural[i]) for i in keep) + 2 * (len(keep) - 1)
+
+    while needed(shown) > console.width and any(columns[i].drop for i in shown):
+        shown.remove(min((i for i in shown if columns[i].drop), key=lambda i: columns[i].drop))
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+    )
+    for i in shown:
+        c = columns[i]
+        uncut = c.shrink_to is None
+        table.add_column(c.name, no_wrap=uncut, min_width=natural[i] if uncut else c.shrink_to,
+                         overflow="fold" if c.fold else "ellipsis")  # fmt: skip
+    for row in rows:
+        table.add_row(*(row[i] for i in shown))
+    console.print(table)
+    if hidden := [columns[i].name for i in range(len(columns)) if i not in shown]:
+        console.print(
+            f"(not shown, to fit {console.width} columns: {', '.join(hidden)}; --format json shows every field)",
+            style="dim",
+            markup=False,
+            soft_wrap=False,
+        )

@@ -13,7 +13,15 @@ from rich.table import Table
 from rich.text import Text
 
 from sweeplab.cli import exits
-from sweeplab.cli.output import add_format_argument, console, err_console, print_csv, print_json
+from sweeplab.cli.output import (
+    Column,
+    add_format_argument,
+    console,
+    err_console,
+    print_csv,
+    print_json,
+    print_table,
+)
 from sweeplab.groups import ConfigError
 
 NAME = "sweeps"
@@ -163,19 +171,21 @@ def cmd_list(reader, args) -> int:
     if not sweeps:
         console.print(f"no sweeps in {where}", markup=False)
         return exits.OK
-    table = Table(title=f"sweeps in {where}", title_justify="left")
-    # the name is what every other command takes: never cut; the storage path folds instead
-    table.add_column("sweep", no_wrap=True, min_width=max(len(s.name) for s in sweeps))
-    for col in ("experiment", "started", "status", "trials", "best"):
-        table.add_column(col)
-    table.add_column("storage", overflow="fold")
-    for s, r in zip(sweeps, rows, strict=True):
-        counts = browse.describe_counts(r["trials"]["by_status"])
-        table.add_row(
-            Text(s.name), Text(s.experiment), _started(s.started_ms), _status(s.status), counts, _best(s),
-            Text(s.path),
-        )  # fmt: skip
-    console.print(table)
+    columns = [
+        Column("sweep"),  # the name every other command takes: never cut
+        Column("experiment", shrink_to=10, drop=2),
+        Column("started", drop=3),
+        Column("status"),
+        Column("trials", shrink_to=12, drop=4),
+        Column("best", shrink_to=14),
+        Column("storage", shrink_to=24, drop=1, fold=True),
+    ]
+    cells = [
+        [Text(s.name), Text(s.experiment), Text(_started(s.started_ms)), _status(s.status),
+         Text(browse.describe_counts(r["trials"]["by_status"])), Text(_best(s)), Text(s.path)]
+        for s, r in zip(sweeps, rows, strict=True)
+    ]  # fmt: skip
+    print_table(f"sweeps in {where}", columns, cells)
     return exits.OK
 
 

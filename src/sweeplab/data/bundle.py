@@ -14,8 +14,9 @@ CLASSIFICATION, REGRESSION = "classification", "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
 
 
-class DataError(RuntimeError):
-    """A data set is missing, corrupt or mis-configured; the message says how to fix it."""
+class DataError(ValueError):
+    """A data set is missing, corrupt or mis-configured; the message says how to fix it (the input
+    is wrong: ``sweeplab`` exits 2, as for a bad config)."""
 
 
 @dataclass

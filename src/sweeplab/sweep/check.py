@@ -55,7 +55,7 @@ def check_trials(
     for sampled in _choices(params, thorough):
         try:
             _check_one(trial_config(base_overrides, sampled), report)
-        except (ConfigError, ValueError, RuntimeError) as exc:  # DataError is a RuntimeError
+        except (ConfigError, ValueError, RuntimeError) as exc:  # DataError is a ValueError
             where = f" (with {' '.join(to_override(k, v) for k, v in sampled.items())})" if sampled else ""
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ConfigError(f"{first}{where}") from None

@@ -56,6 +56,10 @@ PROBE_TIMEOUT_S = 60
 CONNECT_TIMEOUT_S = 5
 
 
+class ClusterError(RuntimeError):
+    """Ray cannot be started or reached; the message is one line saying why and where to look."""
+
+
 def trial_env() -> dict[str, str]:
     keys = (*RAY_ENV, *TRIAL_ENV)
     return {k: os.environ[k] for k in keys if k in os.environ}
@@ -142,7 +146,7 @@ def init_ray(cluster: Mapping[str, Any], log_file: Path) -> None:
             if address
             else "see the log"
         )
-        raise ConfigError(f"cannot start {where}: {scrub(first)[:300]}; {hint} ({log_file})") from None
+        raise ClusterError(f"cannot start {where}: {scrub(first)[:300]}; {hint} ({log_file})") from None
     quiet_ray(log_file)  # ray.init installs handlers of its own
     if not address:
         global _reaper
