@@ -316,15 +316,16 @@ def test_resume_after_ctrl_c_runs_each_trial_once_under_the_same_parent(workdir)
 
     # a resume keeps what the sweep searches, and says so in one line
     refused = subprocess.run(
-        [*SWEEPLAB, "sweep", "resume", "resumable", "trainer.epochs=9"],
+        [*SWEEPLAB, "sweep", "resume", "resum", "trainer.epochs=9"],  # a unique prefix names it
         capture_output=True,
         text=True,
         cwd=workdir,
     )
     assert refused.returncode == 2 and "cannot change trainer.epochs=9" in refused.stderr
+    assert "resuming sweep resumable" in refused.stdout
     started = time.time() * 1000
     out = subprocess.run(  # how it runs may change: two trials at a time from now on
-        [*SWEEPLAB, "sweep", "resume", "resumable", "tune.max_concurrent_trials=2"],
+        [*SWEEPLAB, "sweep", "resume", "latest", "tune.max_concurrent_trials=2"],
         capture_output=True,
         text=True,
         cwd=workdir,

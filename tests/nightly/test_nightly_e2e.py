@@ -8,6 +8,9 @@ scheduler starts it), the same night again, an interrupted night, an accepted ch
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import re
 import shutil
@@ -167,6 +170,28 @@ def test_history_shows_recent_nights_and_their_verdicts(smoke, capsys):
     acc5 = next(line for line in rows if str(D[4]) in line and "test/acc" in line)
     assert "regressed" in acc5 and "(n=3)" in acc5
     assert not any("digits_sweep" in line for line in rows)
+
+    argv = [
+        "nightly",
+        "history",
+        "--suite",
+        "smoke",
+        "--last",
+        "2",
+        "--entry",
+        "digits_mlp",
+        "--metric",
+        "test/acc",
+    ]
+    assert main([*argv, "--format", "json"]) == 0
+    nights = json.loads(capsys.readouterr().out)
+    stored = [r.value for r in smoke.store.rows("smoke", "digits_mlp", "test/acc", since=D[4], until=D[4])]
+    [night5] = [n for n in nights if n["night"] == str(D[4])]
+    assert night5["verdict"] == "regressed" and night5["n"] == len(stored) == 3
+    assert night5["mean"] == pytest.approx(sum(stored) / len(stored))
+    assert main([*argv, "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["night"], float(r["mean"])) for r in rows] == [(n["night"], n["mean"]) for n in nights]
 
 
 def test_the_same_night_again_runs_nothing(smoke):

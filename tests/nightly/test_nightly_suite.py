@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import date
 
 import pytest
@@ -109,6 +110,12 @@ def test_cli_errors_are_one_line_and_exit_2(capsys, tmp_path, monkeypatch):
     assert not (tmp_path / "nightly.db").exists()  # nothing claimed or recorded before the config is valid
     assert main(["nightly", "history", "--suite", "smoke"]) == 2
     assert "no nightly history at sqlite:///" in capsys.readouterr().err
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    assert main(["nightly", "history", "--suite", "smoke", f"nightly.history_url=sqlite:///{empty}"]) == 2
+    assert "no nightly history in sqlite:///" in capsys.readouterr().err
+    with sqlite3.connect(empty) as conn:  # a reader made no tables
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == []
     with pytest.raises(SystemExit):
         main(["nightly", "run", "--date", "yesterday"])
     assert "is not a date; write YYYY-MM-DD" in capsys.readouterr().err

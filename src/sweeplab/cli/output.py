@@ -125,7 +125,8 @@ def print_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[T
     console.print(table)
     if hidden := [columns[i].name for i in range(len(columns)) if i not in shown]:
         console.print(
-            f"(not shown, to fit {console.width} columns: {', '.join(hidden)}; --format json shows every field)",
+            f"(not shown, to fit {console.width} columns: {', '.join(hidden)}; "
+            "--format json shows every field)",
             style="dim",
             markup=False,
             soft_wrap=False,

@@ -69,8 +69,12 @@ def exists(storage: Storage, name: str) -> bool:
     return storage.exists(f"{name}/{STATE_FILE}")
 
 
+LATEST = "latest"  # the sweep whose folder changed last: the one that ran last
+
+
 def find_sweep(ref: str, tune_cfg: dict[str, Any], tracking_cfg: dict[str, Any]) -> SweepState:
-    """A sweep by its folder (or URI), by name under ``tune.storage_path``, or by its parent run id."""
+    """A sweep by its folder (or URI), by name under ``tune.storage_path`` (``latest``, or a prefix
+    only one sweep's name there starts with), or by its parent run id."""
     candidates: list[tuple[Storage, str]] = []
     if "://" in ref:
         root, _, name = ref.rstrip("/").rpartition("/")
@@ -83,6 +87,8 @@ def find_sweep(ref: str, tune_cfg: dict[str, Any], tracking_cfg: dict[str, Any])
     for storage, name in candidates:
         if exists(storage, name):
             return SweepState.load(storage, name)
+    if "/" not in ref and (name := _named(Storage.from_config(tune_cfg), ref)):
+        return SweepState.load(Storage.from_config(tune_cfg), name)
     if RUN_ID.match(ref):  # only then is the tracking store worth asking (it takes seconds)
         from sweeplab.tracking import Tracker
 
@@ -98,3 +104,18 @@ def find_sweep(ref: str, tune_cfg: dict[str, Any], tracking_cfg: dict[str, Any])
         + "; give the sweep's name (with tune.storage_path=... if it is elsewhere), its folder, "
         "or its parent run id"
     )
+
+
+def _named(storage: Storage, ref: str) -> str | None:
+    """The sweep ``latest`` or a unique prefix names under ``storage``; one line when several do."""
+    changed = storage.folders()
+    names = sorted((n for n in changed if exists(storage, n)), key=lambda n: changed[n], reverse=True)
+    if ref == LATEST:
+        return names[0] if names else None
+    prefixed = [n for n in names if n.startswith(ref)]
+    if len(prefixed) > 1:
+        raise ConfigError(
+            f"'{ref}' begins the names of several sweeps in {storage.uri} "
+            f"({', '.join(sorted(prefixed)[:5])}); give more of it"
+        )
+    return prefixed[0] if prefixed else None

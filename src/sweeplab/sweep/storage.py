@@ -99,6 +99,16 @@ class Storage:
         elif info.type == pafs.FileType.File:
             fs.delete_file(info.path)
 
+    def folders(self) -> dict[str, float]:
+        """The folders at the root: name → when it last changed (seconds since the epoch)."""
+        fs, root = self._fs()
+        infos = fs.get_file_info(pafs.FileSelector(root, allow_not_found=True))
+        return {
+            i.base_name: i.mtime.timestamp() if i.mtime else 0.0
+            for i in infos
+            if i.type == pafs.FileType.Directory
+        }
+
     def files(self, rel: str) -> dict[str, int]:
         """Every file under ``rel``, recursively: its path relative to ``rel`` → its size in bytes."""
         fs, root = self._fs()
