@@ -102,8 +102,8 @@ def print_table(title: str, columns: Sequence[Column], rows: Sequence[Sequence[T
     shown = list(range(len(columns)))
     natural = [max([len(c.name), *(r[i].cell_len for r in rows)]) for i, c in enumerate(columns)]
 
-    def needed(keep: list[int]) -> int:
-        return sum(min(natural[i], columns[i].shrink_to or natural[i]) for i in keep) + 2 * (len(keep) - 1)
+    def needed(keep: list[int]) -> int:  # between two columns: a space of padding each side and the rule
+        return sum(min(natural[i], columns[i].shrink_to or natural[i]) for i in keep) + 3 * (len(keep) - 1)
 
     while needed(shown) > console.width and any(columns[i].drop for i in shown):
         shown.remove(min((i for i in shown if columns[i].drop), key=lambda i: columns[i].drop))

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
 def open_store(overrides: list[str]):
     """The configured tracking store, read-only in spirit: a SQLite file that is not there is
     reported, not created."""
-    from sweeplab.config import compose, to_container
+    from sweeplab.config import compose_tracking
     from sweeplab.tracking.reader import open_reader
     from sweeplab.tracking.uri import resolve_uri, sqlite_path
 
@@ -128,7 +128,7 @@ def open_store(overrides: list[str]):
         raise ConfigError(
             f"`sweeplab sweeps` takes tracking.* settings only (e.g. tracking.uri=...), not '{other[0]}'"
         )
-    tracking = to_container(compose(overrides))["tracking"]
+    tracking = compose_tracking(overrides)
     path = sqlite_path(resolve_uri(tracking.get("uri")))
     if path is not None and not path.exists():
         raise ConfigError(
@@ -177,7 +177,7 @@ def cmd_list(reader, args) -> int:
         Column("started", drop=3),
         Column("status"),
         Column("trials", shrink_to=12, drop=4),
-        Column("best", shrink_to=14),
+        Column("best", shrink_to=10),
         Column("storage", shrink_to=24, drop=1, fold=True),
     ]
     cells = [

@@ -16,12 +16,14 @@ read sweeps (``sweeplab sweeps list``) never need it.
 import importlib
 
 from sweeplab.sweep import cluster  # noqa: F401  (sets Ray's environment before anything imports Ray)
-from sweeplab.sweep.state import SweepState, find_sweep  # noqa: F401
 
 _FROM_DRIVER = ("SweepError", "SweepFinished", "SweepInterrupted", "SweepOutcome", "resume", "start", "sync")
+_FROM_STATE = ("SweepState", "find_sweep")  # the state reads storage through pyarrow: loaded when used
 
 
 def __getattr__(name: str):
     if name in _FROM_DRIVER:
         return getattr(importlib.import_module("sweeplab.sweep.driver"), name)
+    if name in _FROM_STATE:
+        return getattr(importlib.import_module("sweeplab.sweep.state"), name)
     raise AttributeError(f"module 'sweeplab.sweep' has no attribute {name!r}")

@@ -17,13 +17,15 @@ import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweeplab import project
 from sweeplab.config import ConfigError
 from sweeplab.redact import scrub
 from sweeplab.sweep import reaper
-from sweeplab.sweep.storage import Storage
+
+if TYPE_CHECKING:
+    from sweeplab.sweep.storage import Storage
 
 RAY_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
