@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from conftest import require_in_ci
+
+from sweeplab.processes import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ROOT / "services"
@@ -177,22 +178,7 @@ def listening_addresses(pgid: int) -> set[tuple[str, int]]:
 
 def stop_group(proc: subprocess.Popen, grace_s: float = 20) -> None:
     """SIGTERM the process group, SIGKILL whatever is left after a grace period."""
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        proc.poll()
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    stop(proc, grace_s)
 
 
 def script_env(**variables: str) -> dict[str, str]:

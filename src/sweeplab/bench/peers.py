@@ -37,8 +37,10 @@ from rich.console import Console
 from rich.table import Table
 
 from sweeplab.bench.results import machine
+from sweeplab.processes import start_group, stop
 
 ROOT = Path(__file__).resolve().parents[3]
+STOP_GRACE_S = 30  # a stopped tool's grace period before SIGKILL
 PEERS_DIR = ROOT / "bench" / "peers"
 BENCH_DIR = ROOT / ".bench"
 VENV = BENCH_DIR / "peers-venv"
@@ -370,24 +372,21 @@ def launch(command: list[str], run_dir: Path, stem: str, hard_limit_s: float, en
     killed = False
     with out_file.open("w") as out:
         t0 = time.time()
-        proc = subprocess.Popen(
+        proc = start_group(  # its own session: Ctrl-C and a kill stop the tool and all it started
             [*meter, *command],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
             env=env,
-            start_new_session=True,
         )
         try:
             proc.wait(timeout=hard_limit_s)
         except subprocess.TimeoutExpired:
             killed = True
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
+            stop(proc, STOP_GRACE_S)
         except BaseException:  # Ctrl-C or a kill: the tool runs in its own session and would not see it
             console.print(f"  stopping {stem} and everything it started ...")
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
+            stop(proc, STOP_GRACE_S)
             raise
         wall = time.time() - t0
     usage = json.loads(usage_file.read_text()) if usage_file.exists() else {}

@@ -25,13 +25,14 @@ import tempfile
 import threading
 import time
 import uuid
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 
 from sweeplab.bench import EPOCH_METRICS
 from sweeplab.config import compose, to_container
+from sweeplab.processes import start_group, stop
 
 ROOT = Path(__file__).resolve().parents[3]
 SERVICES = ROOT / "services"
@@ -109,14 +110,7 @@ def tracking_server(admin_url: str):
             "SWEEPLAB_WORKERS": "2",
         }
         log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen(
-            [str(SERVICES / "tracking-server.sh")],
-            env=env,
-            cwd=tmp,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
+        proc = start_group([str(SERVICES / "tracking-server.sh")], env=env, cwd=tmp, stdout=log, stderr=log)
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 180
@@ -131,11 +125,7 @@ def tracking_server(admin_url: str):
                     time.sleep(0.5)
             yield url
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop(proc, 30)
             log.close()
             with psycopg.connect(admin_url, autocommit=True) as conn:
                 conn.execute(
@@ -208,17 +198,17 @@ def recovery() -> dict:
     with tempfile.TemporaryDirectory() as tmp, socket_port() as port:
         env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
         common = ["--disable-usage-stats", "--block", "--node-ip-address=127.0.0.1"]
-        head = subprocess.Popen(
+        head = start_group(
             [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
              *common],
-            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         address = f"127.0.0.1:{port}"
         _wait_nodes(address, 1, env)
-        worker = subprocess.Popen(
+        worker = start_group(
             [ray_bin, "start", f"--address={address}", "--num-cpus=1", '--resources={"worker": 1}',
              *common],
-            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
             _wait_nodes(address, 2, env)
@@ -266,9 +256,7 @@ def recovery() -> dict:
             return {"seconds": seconds, "sweep_exit": sweep.returncode}
         finally:
             for proc in (worker, head):
-                with suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(30)
+                stop(proc, 0)
 
 
 def _worker_node_id(address: str, env: dict) -> str:

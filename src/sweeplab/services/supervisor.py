@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from sweeplab.processes import group_alive, start_group, stop_group
 
 
 def state_dir(env: dict[str, str]) -> Path:
@@ -49,16 +50,6 @@ def _start_ticks(pid: int) -> int | None:
     return int(stat.rpartition(")")[2].split()[19])
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a group of another user's processes: alive, but not ours
-        return True
-    return True
-
-
 class Supervisor:
     def __init__(self, directory: Path):
         self.dir = directory
@@ -89,14 +80,13 @@ class Supervisor:
         with open(log, "ab") as out:
             out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} sweeplab services up {name}\n".encode())
             out.flush()
-            proc = subprocess.Popen(
+            proc = start_group(  # its own process group: `down` stops the script and its children
                 command,
                 cwd=self.dir,  # relative defaults (./mlartifacts) land here, not in the caller's cwd
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: `down` stops the script and its children
             )
         record = Record(name, proc.pid, _start_ticks(proc.pid) or 0, endpoint, command, time.time(), str(log))
         self._record_file(name).write_text(json.dumps(asdict(record), indent=2) + "\n")
@@ -116,19 +106,8 @@ class Supervisor:
         killed = False
         # The group outlives a killed leader (an orphaned server worker, say), and Linux reuses no
         # PID while it names a live group, so a live group with the leader's PID is still ours.
-        if self.running(record) or _group_alive(record.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(record.pid, signal.SIGTERM)
-            deadline = time.monotonic() + grace_s
-            while _group_alive(record.pid) and time.monotonic() < deadline:
-                self.exited(record)
-                time.sleep(0.2)
-            if _group_alive(record.pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(record.pid, signal.SIGKILL)
-                killed = True
-                while _group_alive(record.pid) and time.monotonic() < deadline + 10:
-                    time.sleep(0.1)
+        if self.running(record) or group_alive(record.pid):
+            killed = stop_group(record.pid, grace_s, lambda: self.exited(record))
         self.forget(record.name)
         return killed
 

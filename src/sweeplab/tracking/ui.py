@@ -23,10 +23,12 @@ from typing import Any
 import requests
 from rich.console import Console
 
+from sweeplab.processes import start_group, stop
 from sweeplab.redact import scrub
 from sweeplab.tracking.store import check_store, resolve_uri, ui_command
 
 READY_TIMEOUT_S = 120
+STOP_GRACE_S = 10
 _PR_SET_PDEATHSIG = 1
 
 
@@ -46,10 +48,7 @@ def serve(tracking_cfg: Mapping[str, Any], port: int | None, console: Console) -
     cmd[0] = mlflow_bin if os.path.exists(mlflow_bin) else cmd[0]
     env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": uri}
     log = tempfile.NamedTemporaryFile(prefix="sweeplab-ui-", suffix=".log", delete=False)  # noqa: SIM115
-    proc = subprocess.Popen(
-        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )  # fmt: skip
+    proc = start_group(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM ends it like Ctrl-C
     try:
         with console.status(f"starting the MLflow UI on {url} ..."):
@@ -63,7 +62,7 @@ def serve(tracking_cfg: Mapping[str, Any], port: int | None, console: Console) -
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
-        _stop_group(proc)
+        stop(proc, STOP_GRACE_S)
         log.close()
 
 
@@ -83,15 +82,3 @@ def _wait_ready(proc: subprocess.Popen, url: str) -> bool:
             pass
         time.sleep(0.2)
     return False
-
-
-def _stop_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
-    with contextlib.suppress(ProcessLookupError):  # stragglers of the group (workers, job runners)
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
