@@ -21,6 +21,7 @@ from sweeplab.tracking.reader import SWEEP_TAGS, open_reader
 from sweeplab.tracking.uri import StoreError
 
 pytestmark = pytest.mark.service
+STAMP = 1_796_000_000_000  # when each point was logged (ms): step s at STAMP + s
 
 
 def write_sweep(client: MlflowClient) -> dict:
@@ -35,7 +36,9 @@ def write_sweep(client: MlflowClient) -> dict:
     for i, curve in enumerate(([0.5, 0.7, 0.75], [0.4, 0.3])):
         kid = client.create_run(exp, run_name=f"trial-{i}", tags={"mlflow.parentRunId": parent}).info.run_id
         client.log_param(kid, "sampled.optimizer.lr", "0.001" if i == 0 else "1e-2")
-        client.log_batch(kid, metrics=[Metric("val/acc", v, 0, step) for step, v in enumerate(curve, 1)])
+        client.log_batch(
+            kid, metrics=[Metric("val/acc", v, STAMP + step, step) for step, v in enumerate(curve, 1)]
+        )
         client.set_terminated(kid)
         kids.append(kid)
     gone = client.create_run(exp, run_name="gone", tags={**SWEEP_TAGS, "sweeplab.sweep": "gone"}).info.run_id
@@ -61,10 +64,14 @@ def check(reader, wrote: dict) -> None:
     assert [k.sampled for k in kids] == [{"optimizer.lr": 0.001}, {"optimizer.lr": 0.01}]
     assert kids[0].metrics == {"val/acc": 0.75} and kids[0].parent_id == sweep.run_id
     histories = reader.histories(wrote["kids"], ["val/acc"])
-    assert histories == {
+    assert {
+        run: {k: [(p.step, p.value) for p in points] for k, points in h.items()}
+        for run, h in histories.items()
+    } == {
         wrote["kids"][0]: {"val/acc": [(1, 0.5), (2, 0.7), (3, 0.75)]},
         wrote["kids"][1]: {"val/acc": [(1, 0.4), (2, 0.3)]},
     }
+    assert all(p.timestamp_ms == STAMP + p.step for h in histories.values() for p in h["val/acc"])
     assert reader.histories(wrote["kids"]) == histories  # every key: the same, it is the only one
     [version] = reader.model_versions(sweep.run_id)
     assert (version.name, version.version, version.aliases) == ("reads-model", wrote["version"], ("best",))

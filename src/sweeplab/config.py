@@ -37,6 +37,8 @@ from sweeplab.groups import (  # noqa: F401 - config's names, as its callers imp
     config_dirs,
     group_options,
 )
+from sweeplab.metrics import VAL_LOSS
+from sweeplab.objective import Mode
 
 
 # --------------------------------------------------------------------- data
@@ -331,11 +333,6 @@ class SearchAlg(str, Enum):
     optuna = "optuna"
 
 
-class Mode(str, Enum):
-    min = "min"
-    max = "max"
-
-
 @dataclass
 class ReevaluateConfig:
     """Robust selection: the top_k configurations trained again with fresh seeds; the winner is
@@ -354,8 +351,8 @@ class TuneConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     time_budget_s: float | None = None
-    metric: str = "val/loss"
-    mode: Mode = Mode.min
+    metric: str = VAL_LOSS
+    mode: Mode = Mode.min  # sweeplab.objective's: which way the metric is better
     max_failures: int = 1  # a failed trial is retried this often from its last checkpoint
     # a trial's checkpoint (its weights, optimizer state and best weights so far) is written every
     # this many epochs, at its last epoch and where the scheduler may stop or copy it; a retried or

@@ -10,13 +10,27 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from sweeplab.objective import Mode, Objective
+
+TRAIN, VAL, TEST = "train/", "val/", "test/"  # a split's keys begin with its prefix
 TRAIN_LOSS, TRAIN_ACC, TRAIN_PENALTY = "train/loss", "train/acc", "train/penalty"
 VAL_LOSS, VAL_ACC = "val/loss", "val/acc"
 TEST_LOSS, TEST_ACC = "test/loss", "test/acc"
 LR, EPOCH_TIME, EPOCH = "lr", "epoch_time_s", "epoch"
-# A sweep trial's tag: its best epoch by the sweep's metric, the one whose weights it keeps
-BEST_EPOCH_TAG = "sweeplab.best_epoch"
 HP = "hp/"  # hp/<key>: the value of a hyperparameter PBT perturbs, per epoch (what the epoch trained with)
+# A sweep's parent run: best/<key> at the chosen trial's best epoch; robust/<key>/<mean|std> over the
+# re-evaluation winner's fresh seeds, and the test accuracy of the best single run (the stage's rival)
+BEST, ROBUST = "best/", "robust/"
+ROBUST_SINGLE_WINNER_TEST_ACC = f"{ROBUST}single_winner_{TEST_ACC}"
+
+
+def best_key(key: str) -> str:
+    return f"{BEST}{key}"
+
+
+def robust_key(key: str, stat: str) -> str:
+    """``stat``: ``mean`` or ``std``."""
+    return f"{ROBUST}{key}/{stat}"
 
 
 def hp_metric(key: str) -> str:
@@ -25,7 +39,7 @@ def hp_metric(key: str) -> str:
 
 def is_epoch_metric(key: str) -> bool:
     """A value a training run reports once per epoch (what a learning curve is made of)."""
-    return key.startswith(("train/", "val/", HP)) or key in (LR, EPOCH_TIME)
+    return key.startswith((TRAIN, VAL, HP)) or key in (LR, EPOCH_TIME)
 
 
 def epoch_metrics(result: Mapping[str, Any]) -> dict[str, float]:
@@ -33,17 +47,13 @@ def epoch_metrics(result: Mapping[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in result.items() if is_epoch_metric(k)}
 
 
-def best_epoch(history: Sequence[Mapping[str, float]], metric: str, mode: str) -> Mapping[str, float] | None:
+def best_epoch(
+    history: Sequence[Mapping[str, float]], metric: str, mode: str | Mode
+) -> Mapping[str, float] | None:
     """The epoch with the best finite value of ``metric``; on a tie the later epoch (as Tune keeps
-    the later of two equally scored checkpoints)."""
-    best = None
-    for h in history:
-        value = h.get(metric)
-        if value is None or not math.isfinite(value):
-            continue
-        if best is None or (value <= best[metric] if mode == "min" else value >= best[metric]):
-            best = h
-    return best
+    the later of two equally scored checkpoints): the first of equals, looking from the last back."""
+    finite = [h for h in history if h.get(metric) is not None and math.isfinite(h[metric])]
+    return Objective(metric, mode).best(reversed(finite), key=lambda h: h[metric])
 
 
 def quality_key(keys: Iterable[str], split: str = "val") -> str:
@@ -56,8 +66,9 @@ def quality_key(keys: Iterable[str], split: str = "val") -> str:
     return f"{split}/mae" if f"{split}/mae" in others else (others[0] if others else f"{split}/loss")
 
 
-def worst(mode: str) -> float:
-    return math.inf if mode == "min" else -math.inf
+def worst(mode: str | Mode) -> float:
+    """The value of "no value" (:attr:`Objective.worst`): +inf when lower is better."""
+    return Objective("", mode).worst
 
 
 def overfitting(history: Sequence[Mapping[str, float]], smoothing: int = 3) -> dict[str, float]:

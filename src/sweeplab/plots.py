@@ -19,7 +19,8 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from sweeplab.metrics import quality_key  # noqa: E402
+from sweeplab.metrics import EPOCH, VAL_LOSS, quality_key  # noqa: E402
+from sweeplab.objective import Mode  # noqa: E402
 
 
 def learning_curves(
@@ -27,7 +28,7 @@ def learning_curves(
 ) -> Path:
     """Training vs validation loss and accuracy over epochs, as the course draws them (a regression's
     second panel: its validation error, ``val/mae``)."""
-    epochs = [h["epoch"] for h in history]
+    epochs = [h[EPOCH] for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     second = quality_key(history[-1]).split("/", 1)[1]
     for ax, metric in zip(axes, ("loss", second), strict=True):
@@ -63,9 +64,9 @@ def overlaid_validation_curves(
 ) -> Path:
     """Validation loss and accuracy of several trials on shared axes (a sweep's top trials)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    keys = ("val/loss", quality_key(next((h[-1] for h in curves.values() if h), {})))
+    keys = (VAL_LOSS, quality_key(next((h[-1] for h in curves.values() if h), {})))
     for label, history in curves.items():
-        epochs = [h["epoch"] for h in history]
+        epochs = [h[EPOCH] for h in history]
         for ax, key in zip(axes, keys, strict=True):
             ax.plot(epochs, [h.get(key, math.nan) for h in history], "o-", markersize=3, label=label)
     for ax, key in zip(axes, keys, strict=True):
@@ -97,7 +98,7 @@ _MARKERS = {"stopped_by_scheduler": "v", "stopped_by_budget": "v", "diverged": "
 _ENDINGS = {"o": "ran to its end", "v": "stopped early by the scheduler or budget", "X": "diverged"}
 
 
-def informative_range(values: Sequence[float], mode: str) -> tuple[float, float]:
+def informative_range(values: Sequence[float], mode: str | Mode) -> tuple[float, float]:
     """The y-range that shows where the good trials differ: beyond Tukey's fence (1.5 IQR past
     the quartile) on the bad side, values are outliers (a learning rate that never learned, at
     chance-level loss) and would squeeze every good trial into a line. The good side is never cut."""
@@ -108,7 +109,7 @@ def informative_range(values: Sequence[float], mode: str) -> tuple[float, float]
     if len(finite) >= 4:
         q1, _, q3 = statistics.quantiles(finite, n=4)
         fence = 1.5 * (q3 - q1)
-        if mode == "min":
+        if not Mode(mode).higher_is_better:
             hi = max(v for v in finite if v <= q3 + fence)
         else:
             lo = min(v for v in finite if v >= q1 - fence)
@@ -120,7 +121,7 @@ def metric_vs_hyperparameters(
     points: Sequence[TrialPoint],
     keys: Sequence[str],
     metric: str,
-    mode: str,
+    mode: str | Mode,
     log_keys: Sequence[str],
     path: str | Path,
 ) -> Path:
@@ -219,7 +220,7 @@ def metric_vs_hyperparameters(
     ]
     handles.append(Line2D([], [], ls="", marker="*", ms=12, mfc="none", mec="crimson", label="best trial"))
     if clipped:
-        edge = "^" if mode == "min" else "v"
+        edge = "v" if Mode(mode).higher_is_better else "^"  # off the axis on the bad side
         handles.append(
             Line2D([], [], ls="", marker=edge, mfc="none", mec="grey", label=f"{clipped} beyond the axis")
         )

@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.data import DataBundle, load_data
+from sweeplab.metrics import best_key
 from sweeplab.models import deployable
 from sweeplab.plots import learning_curves
 from sweeplab.status import TrialStatus
 from sweeplab.summary import model_summary
 from sweeplab.tracking import StoreError, Tracker, is_transient
 from sweeplab.tracking.store import retrying
+from sweeplab.tracking.tags import DATA_FINGERPRINT_TAG
 from sweeplab.training import FitResult, Trainer
 
 
@@ -42,7 +44,7 @@ def log_run_artifacts(
     final = dict(result.test)
     if result.best_epoch is not None:
         final["best_epoch"] = result.best_epoch
-        final.update({f"best/{k}": v for k, v in result.best.items() if k.startswith("val/")})
+        final.update({best_key(k): v for k, v in result.best.items() if k.startswith("val/")})
     if final:
         tracker.log_metrics(run_id, final, step=result.best_epoch or 0)
     if result.history:
@@ -85,7 +87,7 @@ def train_and_track(
     tracker = Tracker(tcfg)
     run_name = tcfg["run_name"] or f"{cfg['model']['name']}-{cfg['optimizer']['name']}-{cfg['data']['name']}"
     # tags: e.g. a nightly run's night and entry
-    run_tags = {"data.fingerprint": data.fingerprint, **(tags or {})}
+    run_tags = {DATA_FINGERPRINT_TAG: data.fingerprint, **(tags or {})}
     run_id = tracker.start_run(tcfg["experiment"], run_name, cfg, tags=run_tags)
 
     def log_epoch(metrics: dict[str, float]) -> None:

@@ -31,6 +31,8 @@ from sweeplab.build import (
 )
 from sweeplab.data import DataBundle
 from sweeplab.data.bundle import REGRESSION
+from sweeplab.metrics import EPOCH, EPOCH_TIME, LR, TRAIN_ACC, TRAIN_LOSS, TRAIN_PENALTY, VAL_LOSS
+from sweeplab.objective import Mode, Objective
 from sweeplab.status import TrialStatus
 
 COMPLETED, EARLY_STOPPED, DIVERGED = TrialStatus.completed, TrialStatus.early_stopped, TrialStatus.diverged
@@ -42,16 +44,18 @@ class EarlyStopping:
 
     Validation loss is bumpy; a moving average over ``smoothing`` epochs keeps one
     lucky or unlucky epoch from deciding. The best weights are those of the lowest
-    raw validation loss.
+    raw validation loss (the earlier of equals).
     """
+
+    objective = Objective(VAL_LOSS, Mode.min)
 
     def __init__(
         self, enabled: bool = True, patience: int = 5, min_delta: float = 0.0, smoothing: int = 1, **_
     ):
         self.enabled, self.patience, self.min_delta = enabled, patience, min_delta
         self.window: deque[float] = deque(maxlen=max(1, smoothing))
-        self.best_smoothed = math.inf
-        self.best_raw = math.inf
+        self.best_smoothed = self.objective.worst
+        self.best_raw = self.objective.worst
         self.best_epoch: int | None = None
         self.bad_epochs = 0
 
@@ -59,11 +63,11 @@ class EarlyStopping:
         """Record one epoch; returns True when it holds the best weights so far."""
         self.window.append(val_loss)
         smoothed = sum(self.window) / len(self.window)
-        if smoothed < self.best_smoothed - self.min_delta:
+        if self.objective.is_improvement(smoothed, self.best_smoothed, self.min_delta):
             self.best_smoothed, self.bad_epochs = smoothed, 0
         else:
             self.bad_epochs += 1
-        if val_loss < self.best_raw:
+        if self.objective.better(val_loss, self.best_raw):
             self.best_raw, self.best_epoch = val_loss, epoch
             return True
         return False
@@ -107,7 +111,7 @@ class FitResult:
 
     @property
     def best(self) -> dict[str, float]:
-        return next((h for h in self.history if h["epoch"] == self.best_epoch), {})
+        return next((h for h in self.history if h[EPOCH] == self.best_epoch), {})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -250,12 +254,12 @@ class Trainer(Evaluator):
             loss_sum += loss.detach() * len(yb)
             if not self.regression:
                 correct += self._hits(out.detach(), yb)
-        metrics = {"train/loss": loss_sum.item() / n}
+        metrics = {TRAIN_LOSS: loss_sum.item() / n}
         if not self.regression:
-            metrics["train/acc"] = correct.item() / n
+            metrics[TRAIN_ACC] = correct.item() / n
         if self.penalty:
             with torch.no_grad():
-                metrics["train/penalty"] = self.penalty().item()
+                metrics[TRAIN_PENALTY] = self.penalty().item()
         return metrics
 
     # -- the run
@@ -276,24 +280,24 @@ class Trainer(Evaluator):
             t0 = time.perf_counter()
             lr = self.optimizer.param_groups[0]["lr"]
             metrics = self.train_epoch()
-            if not math.isfinite(metrics["train/loss"]):
+            if not math.isfinite(metrics[TRAIN_LOSS]):
                 status, reason = (
                     DIVERGED,
-                    f"train/loss became {metrics['train/loss']} in epoch {epoch} (lr={lr:g})",
+                    f"{TRAIN_LOSS} became {metrics[TRAIN_LOSS]} in epoch {epoch} (lr={lr:g})",
                 )
                 break
             metrics.update(self.evaluate("val"))
-            if not math.isfinite(metrics["val/loss"]):
+            if not math.isfinite(metrics[VAL_LOSS]):
                 status, reason = (
                     DIVERGED,
-                    f"val/loss became {metrics['val/loss']} in epoch {epoch} (lr={lr:g})",
+                    f"{VAL_LOSS} became {metrics[VAL_LOSS]} in epoch {epoch} (lr={lr:g})",
                 )
                 break
-            metrics.update({"lr": lr, "epoch_time_s": time.perf_counter() - t0, "epoch": epoch})
-            if self.stopper.update(epoch, metrics["val/loss"]):
+            metrics.update({LR: lr, EPOCH_TIME: time.perf_counter() - t0, EPOCH: epoch})
+            if self.stopper.update(epoch, metrics[VAL_LOSS]):
                 self.best_state = copy.deepcopy(self.model.state_dict())
             if isinstance(self.schedule, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                self.schedule.step(metrics["val/loss"])
+                self.schedule.step(metrics[VAL_LOSS])
             elif self.schedule is not None:
                 self.schedule.step()
             self.history.append(metrics)
@@ -303,7 +307,7 @@ class Trainer(Evaluator):
                 status = EARLY_STOPPED
                 stop = self.stopper
                 reason = (
-                    f"val/loss did not improve by {stop.min_delta} for {stop.patience} epochs; "
+                    f"{VAL_LOSS} did not improve by {stop.min_delta} for {stop.patience} epochs; "
                     f"best epoch {self.stopper.best_epoch}"
                 )
                 break

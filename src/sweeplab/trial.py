@@ -26,16 +26,16 @@ from sweeplab import checkpoints
 from sweeplab.config import ConfigError, compose, flatten, to_container, with_value
 from sweeplab.data import DataBundle, DataError, load_data
 from sweeplab.data.bundle import from_arrays, to_arrays
-from sweeplab.metrics import EPOCH, best_epoch, hp_metric, worst
+from sweeplab.metrics import EPOCH, VAL_LOSS, best_epoch, hp_metric
+from sweeplab.objective import Mode, Objective
 from sweeplab.space import override_value, parse_space, to_override
+from sweeplab.stage import REEVALUATION_POINT
 from sweeplab.status import TrialStatus
 from sweeplab.targets import TargetImportError
 from sweeplab.training import Trainer
 
 FINAL = "final"  # marks the one result a trial sends after its last epoch
 FATAL = "fatal"  # with FINAL: the trial's code could not be imported here; no trial can run (sweep stops)
-# A re-evaluation trial's config: {"sampled": values of the trial it repeats, "seed": ..., "of": its id}
-REEVALUATE = "reevaluate"
 RESTORED_HISTORY = "restored_history"  # the epochs a restored trial's checkpoint already holds
 EXPLOITED_FROM = "exploited_from"  # PBT: the trial whose checkpoint this trial continues from
 CHECKPOINT_BEST = "checkpoint_best_epoch"  # sent with a checkpoint: the epoch of the best weights it holds
@@ -125,8 +125,8 @@ def load_state(checkpoint: tune.Checkpoint) -> dict[str, Any]:
 def run_trial(
     sampled: dict[str, Any],
     base_overrides: Sequence[str] = (),
-    metric: str = "val/loss",
-    mode: str = "min",
+    metric: str = VAL_LOSS,
+    mode: str | Mode = Mode.min,
     fail_once_at_epoch: int = 0,
     drill_dir: str | None = None,
     checkpoint_at: Collection[int] | None = None,
@@ -141,7 +141,8 @@ def run_trial(
         "node_ip": ray.util.get_node_ip_address(),
     }
     trial_id = tune.get_context().get_trial_id()
-    point = sampled.get(REEVALUATE)  # a re-evaluation: another trial's values, a fresh seed
+    objective = Objective(metric, mode)
+    point = sampled.get(REEVALUATION_POINT)  # a re-evaluation: another trial's values, a fresh seed
     sampled = point["sampled"] if point else sampled
     try:
         cfg = trial_config(base_overrides, sampled)
@@ -163,7 +164,7 @@ def run_trial(
                 "trial_status": TrialStatus.failed.value,
                 "trial_reason": str(exc),
                 EPOCH: 0,
-                metric: worst(mode),
+                metric: objective.worst,
                 **extra,
             }
         )
@@ -195,7 +196,7 @@ def run_trial(
         epoch = int(metrics[EPOCH])
         _maybe_fail(fail_once_at_epoch, epoch, drill_dir)
         value = metrics.get(metric, math.nan)
-        better = not best or (value <= best["value"] if mode == "min" else value >= best["value"])
+        better = not best or objective.at_least_as_good(value, best["value"])
         if math.isfinite(value) and better:
             # a tie goes to the later epoch, as the driver ranks them; the weights are copied now,
             # since a checkpoint at a later epoch must still hold them
@@ -227,6 +228,7 @@ def run_trial(
     own = [h for h in result.history if h[EPOCH] >= trained_since]
     best = best_epoch(own, metric, mode) or {}
     final = {k: v for k, v in best.items() if k.startswith(("val/", "train/"))}
+    score = objective.worst if result.status == TrialStatus.diverged else best.get(metric, objective.worst)
     final.update(
         {
             FINAL: 1,
@@ -234,7 +236,7 @@ def run_trial(
             "trial_reason": result.reason,
             EPOCH: result.history[-1][EPOCH] if result.history else 0,
             "best_epoch": best.get(EPOCH, 0),
-            metric: best.get(metric, worst(mode)) if result.status != TrialStatus.diverged else worst(mode),
+            metric: score,
             **extra,  # still unsent when the trial diverged before its first epoch ended
         }
     )

@@ -48,6 +48,7 @@ from sweeplab.bench import EPOCH_METRICS
 from sweeplab.bench import results as saved
 from sweeplab.bench.loops import bench_loop, bench_loop_in_sweep
 from sweeplab.bench.sweeps import run_sweep_timed
+from sweeplab.metrics import ROBUST_SINGLE_WINNER_TEST_ACC, TEST_ACC, VAL_ACC
 from sweeplab.redact import scrub
 
 LOOP_BUDGET = 1.15  # sweeplab's epoch may cost at most this many bare-loop epochs
@@ -147,11 +148,11 @@ def bench_robust(seed: int) -> dict:
             "tune.register_model=false",
         ]
     )
-    return {**summary["robust_metrics"], "test/acc": summary["test/acc"]}
+    return {**summary["robust_metrics"], TEST_ACC: summary[TEST_ACC]}
 
 
 def best_val_acc(summary: dict) -> float:
-    return max((h["val/acc"] for t in summary["rows"] for h in t["history"]), default=float("nan"))
+    return max((h[VAL_ACC] for t in summary["rows"] for h in t["history"]), default=float("nan"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         a, f = best_val_acc(asha), best_val_acc(fifo)
         row(
             "asha",
-            "asha: best val/acc ASHA - FIFO",
+            f"asha: best {VAL_ACC} ASHA - FIFO",
             f"{a:.4f} vs {f:.4f}",
             a - f,
             f">= -{ASHA_ACC_TOLERANCE}",
@@ -369,11 +370,11 @@ def main(argv: list[str] | None = None) -> int:
             minutes <= QUALITY_MINUTES,
             minutes=minutes,
         )
-        acc = summary.get("test/acc", float("nan"))
+        acc = summary.get(TEST_ACC, float("nan"))
         sampled = summary.get("best", {}).get("sampled", {})
         row(
             "quality",
-            f"quality: best test/acc / {QUALITY_ACC} ({' '.join(f'{k}={v}' for k, v in sampled.items())})",
+            f"quality: best {TEST_ACC} / {QUALITY_ACC} ({' '.join(f'{k}={v}' for k, v in sampled.items())})",
             f"{acc:.4f}",
             acc / QUALITY_ACC,
             f">= 1 ({QUALITY_ACC})",
@@ -398,12 +399,12 @@ def main(argv: list[str] | None = None) -> int:
     if "robust" in chosen:
         runs = [bench_robust(seed) for seed in range(args.robust_sweeps)]
         differs = sum(r["robust/differs"] for r in runs) / len(runs)
-        single = [r["robust/single_winner_test/acc"] for r in runs]
-        robust = [r["test/acc"] for r in runs]
+        single = [r[ROBUST_SINGLE_WINNER_TEST_ACC] for r in runs]
+        robust = [r[TEST_ACC] for r in runs]
         row(
             "robust",
             f"robust selection: {len(runs)} sweeps (16 trials, top 3 x 3 seeds), Fashion-MNIST",
-            f"winner changed in {differs:.0%}; chosen model's test/acc "
+            f"winner changed in {differs:.0%}; chosen model's {TEST_ACC} "
             f"{statistics.mean(single):.4f} ± {statistics.pstdev(single):.4f} without the stage, "
             f"{statistics.mean(robust):.4f} ± {statistics.pstdev(robust):.4f} with it",
             None,

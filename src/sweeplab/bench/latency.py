@@ -29,6 +29,21 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.bench import EPOCH_METRICS
+from sweeplab.metrics import (
+    EPOCH,
+    TEST_ACC,
+    TEST_LOSS,
+    TRAIN,
+    TRAIN_ACC,
+    TRAIN_LOSS,
+    VAL,
+    VAL_ACC,
+    VAL_LOSS,
+    best_key,
+)
+from sweeplab.objective import Objective
+from sweeplab.stage import Stage
+from sweeplab.tracking import tags
 
 ROOT = Path(__file__).resolve().parents[3]
 STORE_DIR = ROOT / ".bench" / "latency-store-v1"
@@ -65,7 +80,7 @@ def build_store(root: Path, sweeps: int = SWEEPS, trials: int = TRIALS, epochs: 
     from mlflow.tracking import MlflowClient
 
     from sweeplab.config import compose, flatten, to_container
-    from sweeplab.metrics import BEST_EPOCH_TAG, best_epoch, overfitting
+    from sweeplab.metrics import best_epoch, overfitting
     from sweeplab.space import parse_space
     from sweeplab.tracking.views import sweep_view
 
@@ -90,11 +105,11 @@ def build_store(root: Path, sweeps: int = SWEEPS, trials: int = TRIALS, epochs: 
             start_time=start,
             run_name=sweep,
             tags={
-                "sweeplab.kind": "sweep",
-                "sweeplab.sweep": sweep,
-                "sweeplab.sweep_path": str(root / "sweeps" / sweep),
-                "sweeplab.status": "running",
-                "sweeplab.version": "bench",
+                tags.KIND_TAG: tags.SWEEP_KIND,
+                tags.SWEEP_TAG: sweep,
+                tags.SWEEP_PATH_TAG: str(root / "sweeps" / sweep),
+                tags.STATUS_TAG: "running",
+                tags.VERSION_TAG: "bench",
             },
         ).info.run_id
         _log(
@@ -121,15 +136,15 @@ def build_store(root: Path, sweeps: int = SWEEPS, trials: int = TRIALS, epochs: 
                 start_time=t0,
                 run_name=trial,
                 tags={
-                    "mlflow.parentRunId": parent,
-                    "sweeplab.trial_id": trial_id,
-                    "sweeplab.trial_number": str(t),
-                    "sweeplab.sweep": sweep,
-                    "sweeplab.stage": "search",
-                    "sweeplab.status": status,
-                    "sweeplab.epochs_trained": str(epochs),
-                    "sweeplab.train_seconds": f"{epochs * 9.5:.1f}",
-                    BEST_EPOCH_TAG: str(best["epoch"]),
+                    tags.PARENT_RUN_ID_TAG: parent,
+                    tags.TRIAL_ID_TAG: trial_id,
+                    tags.TRIAL_NUMBER_TAG: str(t),
+                    tags.SWEEP_TAG: sweep,
+                    tags.STAGE_TAG: Stage.search.value,
+                    tags.STATUS_TAG: status,
+                    tags.EPOCHS_TRAINED_TAG: str(epochs),
+                    tags.TRAIN_SECONDS_TAG: f"{epochs * 9.5:.1f}",
+                    tags.BEST_EPOCH_TAG: str(best["epoch"]),
                 },
             ).info.run_id
             points = [
@@ -163,10 +178,10 @@ def _history(rng: random.Random, epochs: int) -> list[dict[str, float]]:
         out.append(
             {
                 **EPOCH_METRICS,
-                "train/acc": acc + 0.01,
-                "train/loss": 1.6 - 1.4 * acc,
-                "val/acc": acc,
-                "val/loss": 1.65 - 1.4 * acc,
+                TRAIN_ACC: acc + 0.01,
+                TRAIN_LOSS: 1.6 - 1.4 * acc,
+                VAL_ACC: acc,
+                VAL_LOSS: 1.65 - 1.4 * acc,
                 "epoch_time_s": rng.uniform(8.0, 11.0),
             }
         )
@@ -177,7 +192,7 @@ def _summarize(
     client, parent: str, kids: list[dict], metric: str, mode: str, start: int, epochs: int
 ) -> None:
     """What sweep.summary writes on the parent: counts, compute, the best trial and its figures."""
-    best = (max if mode == "max" else min)(kids, key=lambda k: k["best"][metric])
+    best = Objective(metric, mode).best(kids, key=lambda k: k["best"][metric])
     counts = Counter(k["status"] for k in kids)
     trial_seconds, wall = len(kids) * epochs * 9.5, 30.0 * len(kids) + 60
     final = {
@@ -189,10 +204,10 @@ def _summarize(
         "compute/trial_seconds": trial_seconds,
         "compute/wall_seconds": wall,
         "compute/efficiency": trial_seconds / (wall * 2),
-        **{f"best/{k}": v for k, v in best["best"].items() if k.startswith(("val/", "train/"))},
-        "best/epoch": best["best"]["epoch"],
-        "test/acc": best["best"]["val/acc"] - 0.004,
-        "test/loss": best["best"]["val/loss"] + 0.01,
+        **{best_key(k): v for k, v in best["best"].items() if k.startswith((VAL, TRAIN))},
+        best_key(EPOCH): best["best"][EPOCH],
+        TEST_ACC: best["best"][VAL_ACC] - 0.004,
+        TEST_LOSS: best["best"][VAL_LOSS] + 0.01,
     }
     end = start + int(wall * 1000)
     _log(
@@ -201,12 +216,12 @@ def _summarize(
         [(k, v, end, 0) for k, v in final.items()],
         params={f"best.{k}": v for k, v in best["sampled"].items()},
         tags={
-            "best.run_id": best["run_id"],
-            "best.trial": best["trial"],
-            "best.trial_id": best["trial_id"],
-            "best.status": best["status"],
-            "sweeplab.status": "completed",
-            "sweeplab.status_reason": f"{len(kids)} trials: "
+            tags.BEST_RUN_ID_TAG: best["run_id"],
+            tags.BEST_TRIAL_TAG: best["trial"],
+            tags.BEST_TRIAL_ID_TAG: best["trial_id"],
+            tags.BEST_STATUS_TAG: best["status"],
+            tags.STATUS_TAG: "completed",
+            tags.STATUS_REASON_TAG: f"{len(kids)} trials: "
             + ", ".join(f"{n} {s}" for s, n in counts.items()),
         },
     )

@@ -117,7 +117,8 @@ def bench_loop_in_sweep(epochs: int = 8) -> tuple[float, float]:
     trial's results as the driver recorded them, so reports, checkpoints and the driver's work
     count. The bare loops: two processes side by side, one thread each, measured before and
     after the sweep, so drift in the machine's speed falls on both. Medians of both."""
-    from sweeplab.tracking import Tracker
+    from sweeplab.metrics import VAL_ACC
+    from sweeplab.tracking.reader import SWEEP_TAGS, open_reader
 
     bare = bare_side_by_side(2, epochs)
     with tempfile.TemporaryDirectory() as store:
@@ -136,11 +137,12 @@ def bench_loop_in_sweep(epochs: int = 8) -> tuple[float, float]:
             ],
             store,
         )
-        tracker = Tracker({"uri": f"sqlite:///{store}/bench.db"})
-        ours = []
-        for run in tracker.child_runs(summary["parent_run_id"]):
-            points = tracker.client.get_metric_history(run.info.run_id, "val/acc")
-            stamps = [m.timestamp for m in sorted(points, key=lambda m: m.step)]
+        reader = open_reader({"uri": f"sqlite:///{store}/bench.db"})
+        ours: list[float] = []
+        [parent] = [r for r in reader.runs_tagged(SWEEP_TAGS) if r.run_id == summary["parent_run_id"]]
+        kids = reader.children(parent)
+        for history in reader.histories([k.run_id for k in kids], [VAL_ACC]).values():
+            stamps = [p.timestamp_ms for p in history.get(VAL_ACC, [])]
             ours += [(b - a) / 1000 for a, b in itertools.pairwise(stamps)]
     bare += bare_side_by_side(2, epochs)
     return statistics.median(ours), statistics.median(bare)

@@ -446,33 +446,36 @@ def sweeplab_command(seed: int, name: str, task: dict[str, Any], run_dir: Path) 
 
 def sweeplab_records(uri: str, experiment: str, sweep_name: str, t0: float) -> tuple[list[Record], dict]:
     """A sweep's trial-epochs from MLflow (val/acc and val/loss per step, with their timestamps)."""
-    from sweeplab.tracking import Tracker
+    from sweeplab.metrics import TEST_ACC, VAL_ACC, VAL_LOSS
+    from sweeplab.tracking.reader import SWEEP_TAGS, open_reader
+    from sweeplab.tracking.tags import BEST_TRIAL_ID_TAG, STATUS_TAG, SWEEP_TAG, TRIAL_ID_TAG
 
-    tracker = Tracker({"uri": uri})
-    exp = tracker.client.get_experiment_by_name(experiment)
-    parents = tracker.client.search_runs(
-        [exp.experiment_id] if exp else [],
-        filter_string=f"tags.`sweeplab.sweep` = '{sweep_name}' and tags.`sweeplab.kind` = 'sweep'",
-    )
+    reader = open_reader({"uri": uri})
+    try:
+        parents = reader.runs_tagged({**SWEEP_TAGS, SWEEP_TAG: sweep_name}, experiment)
+    except ValueError:  # no such experiment: the sweep never got as far as the store
+        parents = []
     if not parents:
         return [], {}
     parent = parents[0]
+    kids = reader.children(parent)
+    histories = reader.histories([k.run_id for k in kids], [VAL_ACC, VAL_LOSS])
     seen: dict[tuple[str, int], Record] = {}
-    for run in tracker.child_runs(parent.info.run_id):
-        trial = run.data.tags.get("sweeplab.trial_id") or run.info.run_name
-        losses = {m.step: m.value for m in tracker.client.get_metric_history(run.info.run_id, "val/loss")}
-        for m in tracker.client.get_metric_history(run.info.run_id, "val/acc"):
+    for run in kids:
+        trial = run.tags.get(TRIAL_ID_TAG) or run.name
+        losses = {p.step: p.value for p in histories[run.run_id].get(VAL_LOSS, [])}
+        for p in histories[run.run_id].get(VAL_ACC, []):
             if (
-                m.step > 0 and (trial, m.step) not in seen
+                p.step > 0 and (trial, p.step) not in seen
             ):  # a retried trial never logs an epoch twice; be sure
-                seen[(trial, m.step)] = Record(
-                    m.timestamp / 1000 - t0, trial, m.step, m.value, losses.get(m.step)
+                seen[(trial, p.step)] = Record(
+                    p.timestamp_ms / 1000 - t0, trial, p.step, p.value, losses.get(p.step)
                 )
     final = {
-        "test_acc": parent.data.metrics.get("test/acc"),
-        "trial": parent.data.tags.get("best.trial_id"),
-        "parent_run_id": parent.info.run_id,
-        "status": parent.data.tags.get("sweeplab.status"),
+        "test_acc": parent.metrics.get(TEST_ACC),
+        "trial": parent.tags.get(BEST_TRIAL_ID_TAG),
+        "parent_run_id": parent.run_id,
+        "status": parent.tags.get(STATUS_TAG),
     }
     return sorted(seen.values(), key=lambda r: r.t), final
 

@@ -144,10 +144,9 @@ def socket_port():
 
 
 def throughput(admin_url: str, reporters: int = 16, results_each: int = 250) -> dict:
-    from mlflow.tracking import MlflowClient
-
     from sweeplab.tracking import delivery
     from sweeplab.tracking.outbox import Outbox
+    from sweeplab.tracking.reader import open_reader
     from sweeplab.tracking.store import Tracker
 
     metrics = EPOCH_METRICS
@@ -174,8 +173,8 @@ def throughput(admin_url: str, reporters: int = 16, results_each: int = 250) -> 
             t.join()
         delivered = box.drain(600)
         seconds = time.perf_counter() - t0
-        client = MlflowClient(url)
-        points = sum(len(client.get_metric_history(box.run_id(k), m)) for k in keys for m in metrics)
+        histories = open_reader({"uri": url}).histories([box.run_id(k) for k in keys], metrics)
+        points = sum(len(points) for history in histories.values() for points in history.values())
         total = reporters * results_each
     return {
         "results": total,

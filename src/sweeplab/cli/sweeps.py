@@ -23,6 +23,7 @@ from sweeplab.cli.output import (
     print_table,
 )
 from sweeplab.groups import ConfigError
+from sweeplab.metrics import VAL_ACC, VAL_LOSS
 
 NAME = "sweeps"
 
@@ -295,10 +296,10 @@ def cmd_compare(reader, args) -> int:
         style = "bold" if what not in ("experiment", "status") and left != right else ""
         table.add_row(Text(what, style=style), *cells)
     console.print(table)
-    if (a.metric, a.mode) != (b.metric, b.mode):
+    if a.objective != b.objective:
         console.print(
-            f"the sweeps chose by different metrics ({a.metric} {a.mode}, {b.metric} {b.mode}): "
-            "compare their val/loss, val/acc and test figures",
+            f"the sweeps chose by different metrics ({a.objective}, {b.objective}): "
+            f"compare their {VAL_LOSS}, {VAL_ACC} and test figures",
             markup=False,
         )
     return exits.OK

@@ -18,6 +18,7 @@ from sweeplab.cli.config_args import (
     groups_help,
 )
 from sweeplab.cli.output import console
+from sweeplab.metrics import TRAIN_PENALTY
 
 NAME = "train"
 HELP = "train one model and record it as an MLflow run"
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     epochs = cfg["trainer"]["epochs"]
 
     def progress(m: dict[str, float]) -> None:
-        line = fmt_metrics(m, [k for k in m if k.startswith(("train/", "val/")) and k != "train/penalty"])
+        line = fmt_metrics(m, [k for k in m if k.startswith(("train/", "val/")) and k != TRAIN_PENALTY])
         console.print(
             f"epoch {int(m['epoch']):>3}/{epochs}  {line}  lr {m['lr']:.2g}  {m['epoch_time_s']:.1f}s"
         )

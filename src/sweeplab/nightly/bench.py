@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from sweeplab.metrics import TEST_ACC
 from sweeplab.nightly.detect import REGRESSED, Night, Settings, Watch, judge
+from sweeplab.objective import Mode, Objective
 
 FIRST_NIGHT = date(2025, 1, 1)
 
@@ -72,7 +74,7 @@ def measure(
 ) -> dict[str, Any]:
     """False-alarm rate on stationary seasons and the share of steps detected within 2 nights."""
     settings = settings or Settings()
-    watch = Watch("test/acc", higher_is_better=True, min_change=min_change)
+    watch = Watch.of(Objective(TEST_ACC, Mode.max), min_change=min_change)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     flat = np.full(nights, mean)

@@ -28,18 +28,28 @@ from datetime import date
 import numpy as np
 from scipy import stats
 
+from sweeplab.objective import Mode, Objective
+
 OK, IMPROVED, REGRESSED, INSUFFICIENT = "ok", "improved", "regressed", "insufficient_history"
 VERDICTS = (OK, IMPROVED, REGRESSED, INSUFFICIENT)
 
 
 @dataclass(frozen=True)
 class Watch:
-    """A watched metric: which way is better and the smallest change that matters."""
+    """A watched metric: which way is better (its :attr:`objective`) and the smallest change that matters."""
 
     metric: str
     higher_is_better: bool
     min_change: float  # absolute, in the metric's units; or a fraction of the baseline if relative
     relative: bool = False
+
+    @classmethod
+    def of(cls, objective: Objective, min_change: float, relative: bool = False) -> Watch:
+        return cls(objective.metric, objective.higher_is_better, min_change, relative)
+
+    @property
+    def objective(self) -> Objective:
+        return Objective(self.metric, Mode.max if self.higher_is_better else Mode.min)
 
     def matters(self, before: float, after: float) -> bool:
         delta = abs(after - before)
@@ -48,7 +58,7 @@ class Watch:
         return delta >= self.min_change
 
     def is_worse(self, before: float, after: float) -> bool:
-        return after < before if self.higher_is_better else after > before
+        return self.objective.better(before, after)
 
     def describe(self) -> str:
         size = f"{self.min_change:.0%}" if self.relative else f"{self.min_change:g}"

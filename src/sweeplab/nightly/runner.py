@@ -31,6 +31,7 @@ from rich.console import Console
 from rich.text import Text
 
 from sweeplab.config import compose, to_container
+from sweeplab.metrics import EPOCH_TIME, TEST_ACC, TEST_LOSS, VAL_ACC, VAL_LOSS, best_key
 from sweeplab.nightly import report as reports
 from sweeplab.nightly.detect import REGRESSED, Verdict, Watch, judge
 from sweeplab.nightly.history import HistoryStore, Row, machine, now_utc, owner_id
@@ -233,9 +234,9 @@ class NightRunner:
         wall = time.perf_counter() - t0
         result = outcome.result
         metrics = dict(result.test)
-        metrics.update({f"best/{k}": v for k, v in result.best.items() if k in ("val/acc", "val/loss")})
+        metrics.update({best_key(k): v for k, v in result.best.items() if k in (VAL_ACC, VAL_LOSS)})
         if result.history:
-            metrics["epoch_time_s"] = statistics.median(h["epoch_time_s"] for h in result.history)
+            metrics[EPOCH_TIME] = statistics.median(h[EPOCH_TIME] for h in result.history)
             metrics["epochs"] = float(len(result.history))
         metrics["wall_seconds"] = wall
         status = "diverged" if result.status == "diverged" else "completed"
@@ -265,15 +266,13 @@ class NightRunner:
                 {}, "failed", s.get("no_model", "no trial of the sweep finished"), wall, parent
             )
         metrics = {
-            k: float(s[k])
-            for k in ("test/acc", "test/loss", "wall_seconds", "trials", "epochs_run")
-            if k in s
+            k: float(s[k]) for k in (TEST_ACC, TEST_LOSS, "wall_seconds", "trials", "epochs_run") if k in s
         }
         if s.get("epochs_run") and s.get("trial_seconds") is not None:
-            metrics["epoch_time_s"] = s["trial_seconds"] / s["epochs_run"]
+            metrics[EPOCH_TIME] = s["trial_seconds"] / s["epochs_run"]
         best = s["best"].get("best") if isinstance(s["best"], Mapping) else None
-        if best is not None and s.get("metric") == "val/loss":
-            metrics["best/val/loss"] = float(best)
+        if best is not None and s.get("metric") == VAL_LOSS:
+            metrics[best_key(VAL_LOSS)] = float(best)
         return Measurement(metrics, "completed", "", wall, parent)
 
     def _cached_data(self, data_cfg: Mapping[str, Any]):

@@ -18,24 +18,26 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from sweeplab.config import ConfigError, compose, to_container
+from sweeplab.metrics import EPOCH_TIME, TEST_ACC, TEST_LOSS, VAL_ACC, VAL_LOSS, best_key
 from sweeplab.nightly.detect import Settings, Watch
+from sweeplab.objective import Mode, Objective
 
 # what an entry's kind measures; `epoch_time_s` is a median over epochs (a sweep: the mean over trial epochs)
 METRICS = {
     "train": (
-        "test/acc",
-        "test/loss",
-        "best/val/acc",
-        "best/val/loss",
-        "epoch_time_s",
+        TEST_ACC,
+        TEST_LOSS,
+        best_key(VAL_ACC),
+        best_key(VAL_LOSS),
+        EPOCH_TIME,
         "epochs",
         "wall_seconds",
     ),
     "sweep": (
-        "test/acc",
-        "test/loss",
-        "best/val/loss",
-        "epoch_time_s",
+        TEST_ACC,
+        TEST_LOSS,
+        best_key(VAL_LOSS),
+        EPOCH_TIME,
         "epochs_run",
         "trials",
         "wall_seconds",
@@ -45,8 +47,14 @@ NIGHTLY_PREFIXES = ("nightly.", "benchmark.", "benchmark=", "hydra.", "+nightly.
 
 
 class Direction(str, Enum):
+    """A watch's ``direction`` in a suite's file: the :class:`~sweeplab.objective.Mode` in words."""
+
     higher = "higher"
     lower = "lower"
+
+    @property
+    def mode(self) -> Mode:
+        return Mode.max if self is Direction.higher else Mode.min
 
 
 class EntryKind(str, Enum):
@@ -204,7 +212,7 @@ def build_suite(cfg: dict[str, Any], detection: dict[str, Any]) -> Suite:
         if not watches:
             raise ConfigError(
                 f"entry '{name}' of suite '{cfg['name']}' watches no metric; add e.g. "
-                "watch: {test/acc: {direction: higher, min_change: 0.005}}"
+                f"watch: {{{TEST_ACC}: {{direction: higher, min_change: 0.005}}}}"
             )
         entries.append(
             Entry(
@@ -257,7 +265,8 @@ def _watch(entry: str, metric: str, w: dict[str, Any], kind: str) -> Watch:
             "write e.g. 0.005 (in the metric's units) or 10%"
         )
     relative = bool(m.group(2))
-    return Watch(metric, w["direction"] == "higher", value / 100 if relative else value, relative)
+    objective = Objective(metric, Direction(w["direction"]).mode)
+    return Watch.of(objective, value / 100 if relative else value, relative)
 
 
 def compose_entry(entry: str, overrides: list[str]) -> dict[str, Any]:

@@ -26,4 +26,4 @@ def __getattr__(name: str):
         return getattr(importlib.import_module("sweeplab.sweep.driver"), name)
     if name in _FROM_STATE:
         return getattr(importlib.import_module("sweeplab.sweep.state"), name)
-    raise AttributeError(f"module 'sweeplab.sweep' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

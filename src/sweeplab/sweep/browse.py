@@ -18,9 +18,29 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.groups import ConfigError
-from sweeplab.metrics import is_epoch_metric, worst
+from sweeplab.metrics import (
+    TEST_ACC,
+    TEST_LOSS,
+    VAL_ACC,
+    VAL_LOSS,
+    best_key,
+    is_epoch_metric,
+    robust_key,
+)
+from sweeplab.objective import Mode, Objective
+from sweeplab.stage import Stage
 from sweeplab.tracking.reader import SWEEP_TAGS, Reader
 from sweeplab.tracking.records import ModelVersion, RunRecord
+from sweeplab.tracking.tags import (
+    BEST_RUN_ID_TAG,
+    BEST_TRIAL_TAG,
+    REEVALUATES_TAG,
+    STAGE_TAG,
+    STATUS_TAG,
+    SWEEP_PATH_TAG,
+    SWEEP_TAG,
+    TRIAL_ID_TAG,
+)
 
 
 class UnknownSweep(ConfigError):
@@ -35,7 +55,7 @@ class Sweep:
 
     @property
     def name(self) -> str:
-        return self.run.tags.get("sweeplab.sweep", self.run.name)
+        return self.run.tags.get(SWEEP_TAG, self.run.name)
 
     @property
     def experiment(self) -> str:
@@ -63,20 +83,24 @@ class Sweep:
 
     @property
     def status(self) -> str:
-        return self.tags.get("sweeplab.status", "")
+        return self.tags.get(STATUS_TAG, "")
 
     @property
     def path(self) -> str:
         """Its folder or URI on the sweep storage (Tune's state, checkpoints, sweeplab.json)."""
-        return self.tags.get("sweeplab.sweep_path", "")
+        return self.tags.get(SWEEP_PATH_TAG, "")
 
     @property
     def metric(self) -> str:
-        return self.params.get("tune.metric", "val/loss")
+        return self.params.get("tune.metric", VAL_LOSS)
 
     @property
     def mode(self) -> str:
-        return self.params.get("tune.mode", "min")
+        return self.params.get("tune.mode", Mode.min.value)
+
+    @property
+    def objective(self) -> Objective:
+        return Objective(self.metric, self.mode)
 
     @property
     def summarized(self) -> bool:
@@ -86,7 +110,7 @@ class Sweep:
     @property
     def best(self) -> float | None:
         """The best value of the sweep's metric (``best/<metric>``), once summarized."""
-        return self.metrics.get(f"best/{self.metric}")
+        return self.metrics.get(best_key(self.metric))
 
     @property
     def best_config(self) -> dict[str, str]:
@@ -162,7 +186,7 @@ def trial_counts(reader: Reader, sweep: Sweep) -> dict[str, int]:
     """Trials by status: the parent's ``trials/<status>`` once summarized, else its children's tags."""
     if sweep.summarized:
         return sweep.counts_from_metrics()
-    return dict(Counter(r.tags.get("sweeplab.status", "") for r in reader.children(sweep.run)))
+    return dict(Counter(r.tags.get(STATUS_TAG, "") for r in reader.children(sweep.run)))
 
 
 def describe_counts(counts: dict[str, int]) -> str:
@@ -174,16 +198,17 @@ def trials(reader: Reader, sweep: Sweep) -> list[Trial]:
     """Every trial with the best value of the sweep's metric over its epochs (one read of all)."""
     runs = reader.children(sweep.run)
     histories = reader.histories([r.run_id for r in runs], [sweep.metric])
+    objective = sweep.objective
     out = []
     for run in runs:
-        points = [(step, v) for step, v in histories[run.run_id].get(sweep.metric, []) if step > 0]
+        points = [(p.step, p.value) for p in histories[run.run_id].get(sweep.metric, []) if p.step > 0]
         values = [v for _, v in points if math.isfinite(v)]
-        best = (min(values) if sweep.mode == "min" else max(values)) if values else worst(sweep.mode)
+        best = objective.best(values, default=objective.worst)
         out.append(
             Trial(
                 name=run.name,
                 run_id=run.run_id,
-                status=run.tags.get("sweeplab.status", ""),
+                status=run.tags.get(STATUS_TAG, ""),
                 sampled=run.sampled,
                 best=best,
                 epochs=len({step for step, _ in points}),
@@ -197,7 +222,7 @@ def trials(reader: Reader, sweep: Sweep) -> list[Trial]:
 def ranked(sweep: Sweep, trial_list: list[Trial]) -> list[Trial]:
     """Trials that trained, best first by the sweep's metric and mode."""
     done = [t for t in trial_list if t.epochs and math.isfinite(t.best)]
-    return sorted(done, key=lambda t: t.best, reverse=sweep.mode == "max")
+    return sweep.objective.ranked(done, key=lambda t: t.best)
 
 
 def ranked_first(sweep: Sweep, trial_list: list[Trial]) -> list[Trial]:
@@ -237,15 +262,15 @@ def summary(reader: Reader, sweep: Sweep, trial_list: list[Trial] | None = None)
             for key in ("saved_fraction", "trial_seconds", "wall_seconds", "efficiency")
         },
     }
-    best_run = sweep.tags.get("best.run_id")
+    best_run = sweep.tags.get(BEST_RUN_ID_TAG)
     best = next((t for t in trial_list if t.run_id == best_run), None)
     if best is not None and sweep.best is not None:
         best_epoch_values = {k.removeprefix("best/"): v for k, v in m.items() if k.startswith("best/")}
         out["best"] = {"name": best.name, "sampled": best.sampled}
         out["best_config"] = sweep.best_config or best.sampled  # what its weights were trained with last
         out["best_epoch"] = best_epoch_values
-        out["test/acc"] = m.get("test/acc", math.nan)
-        out["test/loss"] = m.get("test/loss", math.nan)
+        out[TEST_ACC] = m.get(TEST_ACC, math.nan)
+        out[TEST_LOSS] = m.get(TEST_LOSS, math.nan)
         if robust := robust_winner(sweep, trial_list, best):
             out["robust"] = robust
     return out
@@ -257,23 +282,23 @@ def robust_winner(sweep: Sweep, trial_list: list[Trial], best: Trial) -> dict[st
     The parent keeps the winner's figures only (``robust/*``), so the table of re-evaluated
     configurations shows the winner's row."""
     m, metric = sweep.metrics, sweep.metric
-    if f"robust/{metric}/mean" not in m:
+    if robust_key(metric, "mean") not in m:
         return None
 
     def pm(key: str) -> tuple[float, float]:
-        return m.get(f"robust/{key}/mean", math.nan), m.get(f"robust/{key}/std", math.nan)
+        return m.get(robust_key(key, "mean"), math.nan), m.get(robust_key(key, "std"), math.nan)
 
-    of = best.tags.get("sweeplab.reevaluates", "")
-    runs = [t for t in trial_list if t.tags.get("sweeplab.reevaluates") == of and t.epochs]
+    of = best.tags.get(REEVALUATES_TAG, "")
+    runs = [t for t in trial_list if t.tags.get(REEVALUATES_TAG) == of and t.epochs]
     config = {k: v for k, v in sweep.best_config.items() if k != "seed"}  # each repeat had its own
     row = {"of": of, "sampled": config, "runs": len(runs)}
-    row.update({metric: pm(metric), "val/acc": pm("val/acc"), "test/acc": pm("test/acc")})
+    row.update({metric: pm(metric), VAL_ACC: pm(VAL_ACC), TEST_ACC: pm(TEST_ACC)})
     return {"rows": [row], "winner": of, "differs": bool(m.get("robust/differs", 0.0))}
 
 
 def best_so_far(sweep: Sweep, trial_list: list[Trial]) -> dict[str, Any] | None:
     """An unsummarized sweep's best trial among those that logged epochs."""
-    top = ranked(sweep, [t for t in trial_list if t.tags.get("sweeplab.stage", "search") == "search"])
+    top = ranked(sweep, [t for t in trial_list if t.tags.get(STAGE_TAG, Stage.search) == Stage.search])
     return {"name": top[0].name, "value": top[0].best, "sampled": top[0].sampled} if top else None
 
 
@@ -294,17 +319,17 @@ def comparison(reader: Reader, a: Sweep, b: Sweep) -> list[tuple[str, str, str]]
         ("status", a.status, b.status),
         ("trials", describe_counts(trial_counts(reader, a)), describe_counts(trial_counts(reader, b))),
         ("metric", f"{a.metric} ({a.mode})", f"{b.metric} ({b.mode})"),
-        ("best value", *(fmt(s, f"best/{s.metric}") for s in (a, b))),
+        ("best value", *(fmt(s, best_key(s.metric)) for s in (a, b))),
     ]
-    for key in ("best/val/loss", "best/val/acc"):
+    for key in (best_key(VAL_LOSS), best_key(VAL_ACC)):
         rows.append((key, fmt(a, key), fmt(b, key)))
     epochs = (str(int(s.metrics["best/epoch"])) if "best/epoch" in s.metrics else "—" for s in (a, b))
     rows.append(("best epoch", *epochs))
-    rows.append(("best trial", a.tags.get("best.trial", "—"), b.tags.get("best.trial", "—")))
-    for key in ("test/acc", "test/loss"):
+    rows.append(("best trial", a.tags.get(BEST_TRIAL_TAG, "—"), b.tags.get(BEST_TRIAL_TAG, "—")))
+    for key in (TEST_ACC, TEST_LOSS):
         rows.append((key, fmt(a, key), fmt(b, key)))
-    if any(f"robust/{s.metric}/mean" in s.metrics for s in (a, b)):  # re-evaluated: over fresh seeds
-        for label, key in (("robust value", None), ("robust test/acc", "test/acc")):
+    if any(robust_key(s.metric, "mean") in s.metrics for s in (a, b)):  # re-evaluated: over fresh seeds
+        for label, key in (("robust value", None), (f"robust {TEST_ACC}", TEST_ACC)):
             rows.append((label, *(_mean_std(s, key or s.metric) for s in (a, b))))
     keys = list(dict.fromkeys([*a.best_config, *b.best_config]))
     rows += [(k, a.best_config.get(k, "—"), b.best_config.get(k, "—")) for k in keys]
@@ -312,15 +337,16 @@ def comparison(reader: Reader, a: Sweep, b: Sweep) -> list[tuple[str, str, str]]
 
 
 def _mean_std(sweep: Sweep, key: str) -> str:
-    mean, std = sweep.metrics.get(f"robust/{key}/mean"), sweep.metrics.get(f"robust/{key}/std")
+    mean, std = sweep.metrics.get(robust_key(key, "mean")), sweep.metrics.get(robust_key(key, "std"))
     return "—" if mean is None or std is None else f"{mean:.4f} ± {std:.4f}"
 
 
 def better(a: Sweep, b: Sweep) -> Sweep | None:
     """The sweep with the better best value, when both were judged by the same metric and mode."""
-    if (a.metric, a.mode) != (b.metric, b.mode) or a.best is None or b.best is None or a.best == b.best:
+    if a.objective != b.objective or a.best is None or b.best is None:
         return None
-    return a if (a.best < b.best) == (a.mode == "min") else b
+    objective = a.objective
+    return a if objective.better(a.best, b.best) else b if objective.better(b.best, a.best) else None
 
 
 # ------------------------------------------------------------------ export
@@ -334,20 +360,20 @@ def export_rows(reader: Reader, sweep: Sweep) -> list[dict[str, Any]]:
         head = {
             "sweep": sweep.name,
             "trial": run.name,
-            "trial_id": run.tags.get("sweeplab.trial_id"),
+            "trial_id": run.tags.get(TRIAL_ID_TAG),
             "run_id": run.run_id,
-            "status": run.tags.get("sweeplab.status"),
-            "stage": run.tags.get("sweeplab.stage", "search"),  # or reevaluate: a top config again
-            "reevaluates": run.tags.get("sweeplab.reevaluates"),
+            "status": run.tags.get(STATUS_TAG),
+            "stage": run.tags.get(STAGE_TAG, Stage.search.value),  # or reevaluate: a top config again
+            "reevaluates": run.tags.get(REEVALUATES_TAG),
             "seed": int(run.params["seed"]) if "seed" in run.params else None,
             **run.sampled,
         }
         by_epoch: dict[int, dict[str, Any]] = {}
         for key, points in histories[run.run_id].items():
             if is_epoch_metric(key):
-                for step, value in points:
-                    if step > 0:
-                        by_epoch.setdefault(step, {})[key] = value
+                for p in points:
+                    if p.step > 0:
+                        by_epoch.setdefault(p.step, {})[key] = p.value
         rows += [{**head, **by_epoch[e], "epoch": e} for e in sorted(by_epoch)] or [{**head, "epoch": None}]
     return sorted(rows, key=lambda r: (r["trial"], r["epoch"] or 0))
 

@@ -17,12 +17,13 @@ from itertools import product
 from typing import Any
 
 from sweeplab.config import ConfigError
+from sweeplab.metrics import EPOCH_TIME, LR, TRAIN_ACC, TRAIN_LOSS, TRAIN_PENALTY
 from sweeplab.space import Param, to_override
 
 QUICK_GROUPS = ("data", "model")  # what decides whether a model can be built at all
 MODEL_GROUPS = ("data", "model", "regularizer")  # what a model is built from (dropout, batch norm)
 INTEGER_KINDS = ("randint", "qrandint")
-TRAIN_METRICS = ("train/loss", "train/acc", "train/penalty", "lr", "epoch_time_s")
+TRAIN_METRICS = (TRAIN_LOSS, TRAIN_ACC, TRAIN_PENALTY, LR, EPOCH_TIME)
 
 
 @dataclass

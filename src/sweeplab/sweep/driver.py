@@ -26,8 +26,10 @@ from importlib.metadata import version
 from typing import Any
 
 from sweeplab.config import ConfigError, compose, flatten, to_container, validate_sweep
+from sweeplab.objective import Objective
 from sweeplab.redact import scrub, without_password
 from sweeplab.space import Param, parse_space, validate_space
+from sweeplab.stage import Stage
 from sweeplab.status import TrialStatus
 from sweeplab.sweep import cluster  # noqa: I001  (sets Ray's environment before Ray is imported)
 from sweeplab.sweep import state as sweep_state
@@ -243,15 +245,15 @@ def _run(
     )
     top_k = cfg["tune"]["reevaluate"]["top_k"]
     try:
-        if state.stage == SEARCH:
+        if state.stage == Stage.search:
             # the budget bounds the command's wall time: Tune's own clock gets what is left of it
             left = _budget_left(cfg["tune"]["time_budget_s"], started)
             timed = {**cfg, "tune": {**cfg["tune"], "time_budget_s": left}}
             _fit(session, lambda cbs, stop: tuning.build(timed, state, params, cbs, stop, restore), left)
             if top_k:
-                state.stage, restore = REEVALUATE, False
+                state.stage, restore = Stage.reevaluate, False
                 state.save()
-        if state.stage == REEVALUATE:
+        if state.stage == Stage.reevaluate:
             points = reevaluation_points(session, cfg)
             session.expected += len(points)
             _fit(session, lambda cbs, stop: tuning.build(cfg, state, params, cbs, stop, restore, points), 0)
@@ -265,9 +267,6 @@ def _run(
         return SweepOutcome(state, _summarize(cfg, state, tracker, outbox))
     finally:
         stopping.join()
-
-
-SEARCH, REEVALUATE = "search", "reevaluate"  # a sweep's stages (SweepState.stage)
 
 
 def _budget_left(budget: float | None, started: float) -> float | None:
@@ -321,11 +320,11 @@ def reevaluation_points(session: Session, cfg: dict[str, Any]) -> list[dict[str,
     the configurations differ in their values, not in their luck)."""
     from sweeplab.sweep.recorder import TrialRecord
 
-    metric, mode = cfg["tune"]["metric"], cfg["tune"]["mode"]
+    objective = Objective.of(cfg["tune"])
     searched = [TrialRecord.from_json(v) for v in session.outbox.state("trial/").values()]
-    ranked = sorted(
-        (r for r in searched if r.stage == SEARCH and r.status.rankable and r.best),
-        key=lambda r: r.best[metric] if mode == "min" else -r.best[metric],
+    ranked = objective.ranked(
+        (r for r in searched if r.stage == Stage.search and r.status.rankable and r.best),
+        key=lambda r: r.best[objective.metric],
     )
     reeval = cfg["tune"]["reevaluate"]
     seeds = [cfg["seed"] + FRESH_SEEDS + j for j in range(reeval["seeds"])]

@@ -26,17 +26,37 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.stopper import Stopper
 
-from sweeplab.metrics import BEST_EPOCH_TAG, EPOCH, EPOCH_TIME, best_epoch, epoch_metrics, overfitting
+from sweeplab.metrics import EPOCH, EPOCH_TIME, best_epoch, epoch_metrics, overfitting
+from sweeplab.objective import Objective
+from sweeplab.stage import REEVALUATION_POINT, Stage
 from sweeplab.status import TrialStatus
 from sweeplab.sweep.storage import checkpoint_uri
 from sweeplab.tracking import delivery
 from sweeplab.tracking.store import project_tags, with_targets
+from sweeplab.tracking.tags import (
+    BEST_EPOCH_TAG,
+    CONTINUED_AT_EPOCH_TAG,
+    EPOCHS_TRAINED_TAG,
+    EXPLOITED_FROM_TAG,
+    EXPLOITS_TAG,
+    LAST_ERROR_TAG,
+    NODE_IP_TAG,
+    NODE_IPS_TAG,
+    NODE_TAG,
+    REEVALUATES_TAG,
+    RETRIES_TAG,
+    STAGE_TAG,
+    STATUS_TAG,
+    SWEEP_TAG,
+    TRAIN_SECONDS_TAG,
+    TRIAL_ID_TAG,
+    TRIAL_NUMBER_TAG,
+)
 from sweeplab.trial import (
     CHECKPOINT_BEST,
     EXPLOITED_FROM,
     FATAL,
     FINAL,
-    REEVALUATE,
     RESTORED_HISTORY,
     trial_number,
 )
@@ -62,7 +82,7 @@ class TrialRecord:
     restarting: bool = False  # retried or resumed: its next epoch shows where it continued
     node_ips: list[str] = field(default_factory=list)  # the hosts it ran on, in order
     nodes: list[str] = field(default_factory=list)  # and their Ray node ids
-    stage: str = "search"  # or "reevaluate": a repeat of a top trial with a fresh seed
+    stage: Stage = Stage.search  # or reevaluate: a repeat of a top trial with a fresh seed
     of: str = ""  # the trial a re-evaluation repeats
     trained: int = 0  # epochs trained, a replay after a restore included (compute accounting)
     train_seconds: float = 0.0
@@ -77,14 +97,15 @@ class TrialRecord:
 
     @property
     def title(self) -> str:
-        return f"{'trial' if self.stage == 'search' else 'reeval'}-{self.number:03d}"
+        return f"{Stage(self.stage).trial_prefix}-{self.number:03d}"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrialRecord:
-        return cls(**{**data, "status": TrialStatus(data["status"])})
+        stage = Stage(data.get("stage", Stage.search))
+        return cls(**{**data, "status": TrialStatus(data["status"]), "stage": stage})
 
 
 @dataclass
@@ -127,7 +148,8 @@ class SweepRecorder(Callback):
         self.session.recorder = self
         self.outbox = self.session.outbox
         tune_cfg = self.session.state.tune
-        self.metric, self.mode = tune_cfg["metric"], tune_cfg["mode"]
+        self.objective = Objective.of(tune_cfg)
+        self.metric, self.mode = self.objective.metric, self.objective.mode
         self.max_epochs = self.session.state.max_epochs
         self.smoothing = self.session.state.smoothing
         self.trials: dict[str, TrialRecord] = {}
@@ -145,10 +167,10 @@ class SweepRecorder(Callback):
         rec = self.trials.get(trial.trial_id)
         if rec is None:
             number = trial_number(trial.trial_id)
-            point = trial.config.get(REEVALUATE)
+            point = trial.config.get(REEVALUATION_POINT)
             if point:
                 sampled = {**point["sampled"], "seed": point["seed"]}
-                rec = TrialRecord(trial.trial_id, number, sampled, stage="reevaluate", of=point["of"])
+                rec = TrialRecord(trial.trial_id, number, sampled, stage=Stage.reevaluate, of=point["of"])
             else:
                 rec = TrialRecord(trial.trial_id, number, dict(trial.config))
             self.trials[trial.trial_id] = rec
@@ -170,13 +192,13 @@ class SweepRecorder(Callback):
                 rec.title,
                 {f"sampled.{k}": v for k, v in rec.sampled.items()},
                 tags={
-                    "sweeplab.trial_id": rec.trial_id,
-                    "sweeplab.trial_number": rec.number,
-                    "sweeplab.sweep": self.name,
-                    "sweeplab.status": TrialStatus.running.value,
-                    "sweeplab.stage": rec.stage,
+                    TRIAL_ID_TAG: rec.trial_id,
+                    TRIAL_NUMBER_TAG: rec.number,
+                    SWEEP_TAG: self.name,
+                    STATUS_TAG: TrialStatus.running.value,
+                    STAGE_TAG: rec.stage,
                     **self.project,
-                    **({"sweeplab.reevaluates": rec.of} if rec.of else {}),
+                    **({REEVALUATES_TAG: rec.of} if rec.of else {}),
                 },
                 parent=PARENT,
             )
@@ -202,14 +224,14 @@ class SweepRecorder(Callback):
         if "node_id" in result:  # the first result of each trial process: where it runs now
             rec.node_ips.append(result.get("node_ip", ""))
             rec.nodes.append(result["node_id"])
-            node = {"sweeplab.node": result["node_id"], "sweeplab.node_ip": result.get("node_ip", "")}
-            records.append(delivery.log(rec.key, tags={**node, "sweeplab.node_ips": ",".join(rec.node_ips)}))
+            node = {NODE_TAG: result["node_id"], NODE_IP_TAG: result.get("node_ip", "")}
+            records.append(delivery.log(rec.key, tags={**node, NODE_IPS_TAG: ",".join(rec.node_ips)}))
         donor = result.get(EXPLOITED_FROM)
         if donor:  # PBT: this trial now trains a copy of the donor's weights, with perturbed values
             exploit = f"{rec.last_logged + 1}:{donor}"
             if exploit not in rec.exploits[-1:]:  # a retry restores the same donor checkpoint again
                 rec.exploits.append(exploit)
-            tags = {"sweeplab.exploited_from": donor, "sweeplab.exploits": ",".join(rec.exploits)[-5000:]}
+            tags = {EXPLOITED_FROM_TAG: donor, EXPLOITS_TAG: ",".join(rec.exploits)[-5000:]}
             records.append(delivery.log(rec.key, tags=tags))
         if result.get(RESTORED_HISTORY):  # epochs its checkpoint holds that this sweep never logged
             # in the trial's numbering: after an exploit its run's epochs are offset from it
@@ -234,7 +256,7 @@ class SweepRecorder(Callback):
             rec.trained += 1
             rec.train_seconds += float(result.get(EPOCH_TIME, 0.0))
             if rec.restarting:  # the proof that a retried or resumed trial continued, not restarted
-                records.append(delivery.log(rec.key, tags={"sweeplab.continued_at_epoch": epoch}))
+                records.append(delivery.log(rec.key, tags={CONTINUED_AT_EPOCH_TAG: epoch}))
                 rec.restarting = False
             if epoch > rec.last_logged:  # a replayed epoch (restored from an older checkpoint) is logged once
                 metrics = epoch_metrics(result)
@@ -255,10 +277,8 @@ class SweepRecorder(Callback):
             self.outbox.write(state={rec.key: rec.to_json()})
             return
         # after a PBT exploit the trial's own best starts again: an earlier checkpoint may hold a better one
-        at_least_as_good = rec.best is None or (
-            value <= rec.best[self.metric] if self.mode == "min" else value >= rec.best[self.metric]
-        )
-        if at_least_as_good:  # a tie goes to the later epoch
+        if rec.best is None or self.objective.at_least_as_good(value, rec.best[self.metric]):
+            # a tie goes to the later epoch
             rec.best = dict(epoch)
             rec.best_uri = rec.latest_uri
         self.outbox.write(state={rec.key: rec.to_json()})
@@ -268,7 +288,7 @@ class SweepRecorder(Callback):
         rec.retries += 1
         rec.status = TrialStatus.retrying
         rec.restarting = True
-        tags = {"sweeplab.retries": rec.retries, "sweeplab.last_error": error_text(trial)}
+        tags = {RETRIES_TAG: rec.retries, LAST_ERROR_TAG: error_text(trial)}
         self._write(rec, *self._create(rec), delivery.log(rec.key, tags=tags))
 
     def on_trial_error(self, iteration, trials, trial, **info) -> None:
@@ -319,7 +339,7 @@ class SweepRecorder(Callback):
                 records.append(delivery.log(rec.key, tags={BEST_EPOCH_TAG: int(kept[EPOCH])}))
         if rec.best_uri is not None and rec.best is not None:
             records.append(delivery.best_checkpoint(rec.key, rec.best_uri, rec.best))
-        compute = {"sweeplab.epochs_trained": rec.trained, "sweeplab.train_seconds": rec.train_seconds}
+        compute = {EPOCHS_TRAINED_TAG: rec.trained, TRAIN_SECONDS_TAG: rec.train_seconds}
         records += [delivery.log(rec.key, tags=compute), delivery.end(rec.key, rec.status, rec.reason)]
         if rec.latest_uri and rec.status != TrialStatus.interrupted:  # it will not go on: best and last stay
             keep = [u for u in (rec.best_uri, rec.latest_uri) if u]
@@ -361,16 +381,14 @@ def adopt_runs(outbox, tracker, parent_run_id: str) -> None:
     saved = outbox.state("trial/")
     for run in tracker.child_runs(parent_run_id):
         tags = run.data.tags
-        trial_id = tags.get("sweeplab.trial_id")
+        trial_id = tags.get(TRIAL_ID_TAG)
         if not trial_id:
             continue
         key = f"trial/{trial_id}"
         rec = (
             TrialRecord.from_json(saved[key])
             if key in saved
-            else TrialRecord(
-                trial_id, int(tags.get("sweeplab.trial_number", 0)), sampled_values(run.data.params)
-            )
+            else TrialRecord(trial_id, int(tags.get(TRIAL_NUMBER_TAG, 0)), sampled_values(run.data.params))
         )
         history = tracker.history(run.info.run_id)
         if history and history[-1][EPOCH] > rec.last_logged:
@@ -378,6 +396,6 @@ def adopt_runs(outbox, tracker, parent_run_id: str) -> None:
         rec.created = True
         rec.config_logged = rec.config_logged or "trainer.epochs" in run.data.params
         with contextlib.suppress(ValueError):
-            rec.status = TrialStatus(tags.get("sweeplab.status", rec.status))
+            rec.status = TrialStatus(tags.get(STATUS_TAG, rec.status))
         outbox.bind(key, run.info.run_id)
         outbox.write(state={key: rec.to_json()})

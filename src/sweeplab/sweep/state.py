@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.config import ConfigError
+from sweeplab.stage import Stage
 from sweeplab.sweep.storage import Storage
 
 STATE_FILE = "sweeplab.json"
@@ -37,7 +38,7 @@ class SweepState:
     config_hash: str = ""  # of the composed config: resume notices a changed conf/
     driver_seconds: list[float] = field(default_factory=list)  # wall time of each driver run
     summarized: bool = False
-    stage: str = "search"  # then "reevaluate" when the sweep re-trains its top configurations
+    stage: Stage = Stage.search  # then reevaluate when the sweep re-trains its top configurations
 
     @property
     def store(self) -> Storage:
@@ -62,7 +63,9 @@ class SweepState:
     def load(cls, storage: Storage, name: str) -> SweepState:
         data = json.loads(storage.read_text(f"{name}/{STATE_FILE}"))
         known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in data.items() if k in known})
+        state = cls(**{k: v for k, v in data.items() if k in known})
+        state.stage = Stage(state.stage)
+        return state
 
 
 def exists(storage: Storage, name: str) -> bool:

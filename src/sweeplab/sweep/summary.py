@@ -15,27 +15,52 @@ from typing import Any
 
 from sweeplab import checkpoints
 from sweeplab.config import flatten
-from sweeplab.metrics import BEST_EPOCH_TAG
+from sweeplab.metrics import (
+    EPOCH,
+    EPOCH_TIME,
+    ROBUST,
+    ROBUST_SINGLE_WINNER_TEST_ACC,
+    TEST_ACC,
+    VAL_ACC,
+    best_key,
+    robust_key,
+)
 from sweeplab.metrics import best_epoch as best_epoch_of
+from sweeplab.objective import Mode, Objective
 from sweeplab.plots import TrialPoint, metric_vs_hyperparameters, overlaid_validation_curves
 from sweeplab.space import parse_space
+from sweeplab.stage import Stage
 from sweeplab.status import TrialStatus
 from sweeplab.tracking import Tracker, sampled_values
+from sweeplab.tracking.tags import (
+    BEST_EPOCH_TAG,
+    BEST_RUN_ID_TAG,
+    BEST_STATUS_TAG,
+    BEST_TRIAL_ID_TAG,
+    BEST_TRIAL_TAG,
+    EPOCHS_TRAINED_TAG,
+    REEVALUATES_TAG,
+    STAGE_TAG,
+    STATUS_REASON_TAG,
+    STATUS_TAG,
+    TRAIN_SECONDS_TAG,
+    TRIAL_ID_TAG,
+)
 
 
-def kept_best(history, tags: Mapping[str, str], metric: str, mode: str) -> Mapping[str, float] | None:
+def kept_best(history, tags: Mapping[str, str], metric: str, mode: str | Mode) -> Mapping[str, float] | None:
     """The trial's best epoch as the sweep chooses it: the one whose weights its run keeps
     (``BEST_EPOCH_TAG``; a trial stopped by the time budget between checkpoints did not keep its
     best logged epoch's), else the best logged epoch."""
     kept = tags.get(BEST_EPOCH_TAG)
-    entry = next((h for h in history if kept is not None and int(h["epoch"]) == int(kept)), None)
+    entry = next((h for h in history if kept is not None and int(h[EPOCH]) == int(kept)), None)
     if entry is not None and math.isfinite(entry.get(metric, math.nan)):
         return entry
     return best_epoch_of(history, metric, mode)
 
 
-def _best_value(best: Mapping[str, float] | None, metric: str, mode: str) -> float:
-    return best[metric] if best is not None else (math.inf if mode == "min" else -math.inf)
+def _best_value(best: Mapping[str, float] | None, objective: Objective) -> float:
+    return best[objective.metric] if best is not None else objective.worst
 
 
 def _status(tag: str | None) -> TrialStatus:
@@ -63,7 +88,7 @@ def _no_model(trials: list[dict], ranked: list[dict], metric: str, budget_s: flo
     if any(t["status"] is TrialStatus.stopped_by_budget for t in trials):
         fixes.append("raise tune.time_budget_s (the budget stopped them before their first epoch)")
     if failed := next((t for t in trials if t["status"] is TrialStatus.failed), None):
-        why = failed["tags"].get("sweeplab.status_reason") or "see its run"
+        why = failed["tags"].get(STATUS_REASON_TAG) or "see its run"
         fixes.append(f"fix what failed them ({failed['name']}: {why})")
     if any(t["status"] is TrialStatus.diverged for t in trials):
         fixes.append("lower optimizer.lr (they diverged in their first epoch)")
@@ -75,6 +100,7 @@ def _no_model(trials: list[dict], ranked: list[dict], metric: str, budget_s: flo
 
 def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: float) -> dict[str, Any]:
     tune_cfg = cfg["tune"]
+    objective = Objective.of(tune_cfg)
     metric, mode = tune_cfg["metric"], tune_cfg["mode"]
     max_epochs = cfg["trainer"]["epochs"]
     trials = []
@@ -86,22 +112,22 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
             {
                 "run_id": run.info.run_id,
                 "name": run.info.run_name,
-                "status": _status(run.data.tags.get("sweeplab.status")),
-                "trial_id": run.data.tags.get("sweeplab.trial_id"),
+                "status": _status(run.data.tags.get(STATUS_TAG)),
+                "trial_id": run.data.tags.get(TRIAL_ID_TAG),
                 "sampled": sampled,
                 "history": history,
                 "best_epoch": best,
-                "best": _best_value(best, metric, mode),
+                "best": _best_value(best, objective),
                 "metrics": run.data.metrics,
                 "tags": run.data.tags,
             }
         )
     counts = Counter(t["status"] for t in trials)
     # what the trials trained, replays after a restore included (more than the epochs logged)
-    epochs_run = sum(int(float(t["tags"].get("sweeplab.epochs_trained", len(t["history"])))) for t in trials)
+    epochs_run = sum(int(float(t["tags"].get(EPOCHS_TRAINED_TAG, len(t["history"])))) for t in trials)
     budget = len(trials) * max_epochs
     trial_seconds = sum(
-        float(t["tags"].get("sweeplab.train_seconds", sum(h.get("epoch_time_s", 0.0) for h in t["history"])))
+        float(t["tags"].get(TRAIN_SECONDS_TAG, sum(h.get(EPOCH_TIME, 0.0) for h in t["history"])))
         for t in trials
     )
     slots = min(tune_cfg["max_concurrent_trials"] or len(trials), max(1, len(trials)))
@@ -134,11 +160,9 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
             "compute/efficiency": summary["efficiency"],
         }
     )
-    searched = [t for t in trials if t["tags"].get("sweeplab.stage", "search") == "search"]
-    ranked = sorted(
-        (t for t in searched if t["history"] and t["status"].rankable),
-        key=lambda t: t["best"],
-        reverse=(mode == "max"),
+    searched = [t for t in trials if t["tags"].get(STAGE_TAG, Stage.search) == Stage.search]
+    ranked = objective.ranked(
+        (t for t in searched if t["history"] and t["status"].rankable), key=lambda t: t["best"]
     )
     # the best trial whose run kept weights: one stopped by the time budget before its first
     # checkpoint, or diverged before a finite one, has none to evaluate or register
@@ -146,30 +170,30 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
     if best is None:
         summary["no_model"] = _no_model(trials, ranked, metric, tune_cfg["time_budget_s"])
     else:
-        repeats = [t for t in trials if t["tags"].get("sweeplab.stage") == "reevaluate"]
+        repeats = [t for t in trials if t["tags"].get(STAGE_TAG) == Stage.reevaluate]
         # robust selection: the best mean over fresh seeds wins, not the luckiest run
-        if repeats and (robust := _robust(tracker, repeats, best, metric, mode)) is not None:
+        if repeats and (robust := _robust(tracker, repeats, best, objective)) is not None:
             summary["robust"] = robust
             summary["robust_metrics"] = robust.pop("metrics")
             final.update(summary["robust_metrics"])
             best = robust.pop("representative")
         best_epoch = best["best_epoch"]
         summary.update(best=best, best_epoch=best_epoch)
-        final.update({f"best/{k}": v for k, v in best_epoch.items() if k.startswith(("val/", "train/"))})
-        final["best/epoch"] = float(best_epoch["epoch"])
+        final.update({best_key(k): v for k, v in best_epoch.items() if k.startswith(("val/", "train/"))})
+        final[best_key(EPOCH)] = float(best_epoch[EPOCH])
         tracker.set_tags(
             parent,
             {
-                "best.run_id": best["run_id"],
-                "best.trial": best["name"],
-                "best.trial_id": best["trial_id"],
-                "best.status": best["status"],
+                BEST_RUN_ID_TAG: best["run_id"],
+                BEST_TRIAL_TAG: best["name"],
+                BEST_TRIAL_ID_TAG: best["trial_id"],
+                BEST_STATUS_TAG: best["status"],
             },
         )
         chosen = summary["robust"]["winner"] if "robust" in summary else best["trial_id"]
         _plots(tracker, parent, ranked, cfg, metric, chosen)
         robust = summary.get("robust")
-        value = final[f"robust/{metric}/mean"] if robust else best_epoch[metric]  # a mean over seeds
+        value = final[robust_key(metric, "mean")] if robust else best_epoch[metric]  # a mean over seeds
         summary.update(_evaluate_and_register(tracker, cfg, state, best, value, final))
         # the values the best weights were trained with last (PBT changes them on the way)
         tracker.log_params(parent, {f"best.{k}": v for k, v in summary["best_config"].items()})
@@ -196,7 +220,7 @@ def _plots(tracker: Tracker, parent: str, ranked, cfg, metric: str, chosen: str)
     params = parse_space(cfg["search"]["space"])
     log_keys = [p.key for p in params if p.kind == "loguniform"]
     keys = [p.key for p in params]
-    epochs = {t["trial_id"]: int(t["history"][-1]["epoch"]) for t in ranked}  # how far each trained
+    epochs = {t["trial_id"]: int(t["history"][-1][EPOCH]) for t in ranked}  # how far each trained
     points = [
         TrialPoint(t["sampled"], t["best"], epochs[t["trial_id"]], t["status"], t["trial_id"] == chosen)
         for t in ranked
@@ -243,48 +267,49 @@ def _tested(tracker: Tracker, run_id: str):
 
 
 def _robust(
-    tracker: Tracker, repeats: list[dict], single: dict, metric: str, mode: str
+    tracker: Tracker, repeats: list[dict], single: dict, objective: Objective
 ) -> dict[str, Any] | None:
     """Per re-evaluated configuration: the mean and spread of the metric, val/acc at each run's
     best epoch and test/acc of each run's best weights. The winner has the best mean metric."""
+    metric = objective.metric
     rows = []
-    for of in dict.fromkeys(t["tags"]["sweeplab.reevaluates"] for t in repeats):
+    for of in dict.fromkeys(t["tags"][REEVALUATES_TAG] for t in repeats):
         # a repeat counts with a finite best and weights to test: one the time budget stopped
         # before its first checkpoint, or one that diverged at once, has neither
         runs = [
             t
             for t in repeats
-            if t["tags"]["sweeplab.reevaluates"] == of and math.isfinite(t["best"]) and _has_best(tracker, t)
+            if t["tags"][REEVALUATES_TAG] == of and math.isfinite(t["best"]) and _has_best(tracker, t)
         ]
         if not runs:
             continue
         epochs = [t["best_epoch"] for t in runs]
-        tests = [_tested(tracker, t["run_id"])[2].get("test/acc", math.nan) for t in runs]
+        tests = [_tested(tracker, t["run_id"])[2].get(TEST_ACC, math.nan) for t in runs]
         rows.append(
             {
                 "of": of,
                 "sampled": {k: v for k, v in runs[0]["sampled"].items() if k != "seed"},
                 "runs": len(runs),
                 metric: _mean_std([t["best"] for t in runs]),
-                "val/acc": _mean_std([e.get("val/acc", math.nan) for e in epochs]),
-                "test/acc": _mean_std(tests),
-                "representative": min(runs, key=lambda t: t["best"] if mode == "min" else -t["best"]),
+                VAL_ACC: _mean_std([e.get(VAL_ACC, math.nan) for e in epochs]),
+                TEST_ACC: _mean_std(tests),
+                "representative": objective.best(runs, key=lambda t: t["best"]),
             }
         )
     if not rows:  # no repeat kept weights: the best single run stands
         return None
-    rows.sort(key=lambda r: r[metric][0] if mode == "min" else -r[metric][0])
+    rows = objective.ranked(rows, key=lambda r: r[metric][0])
     winner = rows[0]
     metrics = {
-        f"robust/{metric}/mean": winner[metric][0],
-        f"robust/{metric}/std": winner[metric][1],
-        "robust/val/acc/mean": winner["val/acc"][0],
-        "robust/val/acc/std": winner["val/acc"][1],
-        "robust/test/acc/mean": winner["test/acc"][0],
-        "robust/test/acc/std": winner["test/acc"][1],
-        "robust/differs": float(winner["of"] != single["trial_id"]),
+        robust_key(metric, "mean"): winner[metric][0],
+        robust_key(metric, "std"): winner[metric][1],
+        robust_key(VAL_ACC, "mean"): winner[VAL_ACC][0],
+        robust_key(VAL_ACC, "std"): winner[VAL_ACC][1],
+        robust_key(TEST_ACC, "mean"): winner[TEST_ACC][0],
+        robust_key(TEST_ACC, "std"): winner[TEST_ACC][1],
+        f"{ROBUST}differs": float(winner["of"] != single["trial_id"]),
         # without the stage
-        "robust/single_winner_test/acc": _tested(tracker, single["run_id"])[2].get("test/acc", math.nan),
+        ROBUST_SINGLE_WINNER_TEST_ACC: _tested(tracker, single["run_id"])[2].get(TEST_ACC, math.nan),
     }
     return {
         "rows": [{k: v for k, v in r.items() if k != "representative"} for r in rows],
@@ -340,7 +365,7 @@ def _evaluate_and_register(tracker: Tracker, cfg, state, best, value: float, fin
             cfg["tune"]["mode"],
             value,
             evaluator.data.fingerprint,
-            {k: f"{v:.6g}" for k, v in final.items() if k.startswith("robust/")},
+            {k: f"{v:.6g}" for k, v in final.items() if k.startswith(ROBUST)},
         )
         out.update(registered=name, version=version, alias_moved=moved)
     return out

@@ -12,6 +12,7 @@ from ray.tune.search import BasicVariantGenerator
 
 from sweeplab.config import ConfigError
 from sweeplab.space import Param, grid_size
+from sweeplab.stage import REEVALUATION_EXPERIMENT, REEVALUATION_POINT
 
 # Trials need neither where MLflow lives nor where the cluster is (and such overrides can
 # carry credentials): they compose their config without them.
@@ -188,9 +189,6 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"
 
 
-REEVALUATION = "reevaluate"  # the re-evaluation stage's Tune experiment, inside the sweep's folder
-
-
 def build(
     cfg: Mapping[str, Any],
     state,
@@ -205,7 +203,7 @@ def build(
     from ray import tune
 
     from sweeplab.sweep.tune_state import StateBackup, repair
-    from sweeplab.trial import REEVALUATE, run_trial, shared_data
+    from sweeplab.trial import run_trial, shared_data
 
     tune_cfg = cfg["tune"]
     trainable = tune.with_resources(
@@ -229,7 +227,8 @@ def build(
         )
         samples, budget = tune_cfg["num_samples"], tune_cfg["time_budget_s"]
     else:
-        storage, name, space = state.path, REEVALUATION, {REEVALUATE: tune.grid_search(points)}
+        storage, name = state.path, REEVALUATION_EXPERIMENT
+        space = {REEVALUATION_POINT: tune.grid_search(points)}
         sched, search = (
             scheduler({**tune_cfg, "scheduler": "fifo"}, 0, ()),
             search_algorithm({**tune_cfg, "search_alg": "grid", "scheduler": "fifo"}, cfg["seed"]),

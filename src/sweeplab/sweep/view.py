@@ -12,7 +12,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from sweeplab.metrics import VAL_ACC, VAL_LOSS, best_epoch, quality_key
+from sweeplab.metrics import TEST_ACC, TEST_LOSS, VAL_ACC, VAL_LOSS, best_epoch, quality_key
+from sweeplab.objective import Objective
 from sweeplab.status import TrialStatus
 
 MAX_ROWS = 14
@@ -33,6 +34,7 @@ class LiveView:
 
     def __init__(self, console: Console, total: int, metric: str, mode: str):
         self.console, self.total, self.metric, self.mode = console, total, metric, mode
+        self.objective = Objective(metric, mode)
         self.live = Live(console=console, auto_refresh=False, transient=False)
         self.started = time.monotonic()
         self.reported: set[str] = set()
@@ -98,10 +100,7 @@ class LiveView:
             table.add_column(col, justify="right" if col != "status" else "left")
         done = [r for r in recs if not r.status.active]
         active = [r for r in recs if r not in done]
-        sign = 1 if self.mode == "min" else -1
-        ranked = sorted(
-            done, key=lambda r: sign * self._best(r) if not math.isnan(self._best(r)) else math.inf
-        )
+        ranked = self.objective.ranked(done, key=self._best)
         shown = sorted(active + ranked[: max(3, MAX_ROWS - len(active))], key=lambda r: r.number)
         for r in shown:
             best = self._best_epoch(r)
@@ -139,7 +138,7 @@ def _pm(mean_std) -> str:
 
 def _robust_keys(summary: dict[str, Any]) -> list[str]:
     """The re-evaluation's figures: the sweep's metric, val/acc (once) and test/acc."""
-    return list(dict.fromkeys([summary["metric"], VAL_ACC, "test/acc"]))
+    return list(dict.fromkeys([summary["metric"], VAL_ACC, TEST_ACC]))
 
 
 def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> None:
@@ -156,7 +155,7 @@ def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> No
         )
         config = summary.get("best_config", best["sampled"])  # the values its weights were trained with
         table.add_row("best config", " ".join(f"{k}={v}" for k, v in config.items()))
-        tested = [k for k in (quality_key(summary, "test"), "test/loss") if k in summary]
+        tested = [k for k in (quality_key(summary, "test"), TEST_LOSS) if k in summary]
         table.add_row("test", "  ".join(f"{k} {summary[k]:.4f}" for k in dict.fromkeys(tested)))
         if robust := summary.get("robust"):
             w = robust["rows"][0]
@@ -195,13 +194,14 @@ def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> No
             rerun.add_row(r["of"], *(_pm(r[k]) for k in keys), values)
         console.print(rerun)
     diag = Table(
-        title="overfitting diagnosis (best epoch by smoothed val/loss; final train-val accuracy gap, or"
+        title=f"overfitting diagnosis (best epoch by smoothed {VAL_LOSS}; final train-val accuracy gap, or"
         " val-train loss gap for regression)",
         title_justify="left",
     )
     for col in ("trial", "status", "best epoch", "gap"):
         diag.add_column(col)
-    rows = sorted(summary["rows"], key=lambda t: t["best"] if summary["mode"] == "min" else -t["best"])
+    objective = Objective(summary["metric"], summary["mode"])
+    rows = objective.ranked(summary["rows"], key=lambda t: t["best"])
     for t in rows[:10]:
         d = summary["diagnosis"].get(t["name"], {})
         be, gap = d.get("overfit/best_epoch"), d.get("overfit/gap_acc", d.get("overfit/gap_loss"))

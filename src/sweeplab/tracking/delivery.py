@@ -19,8 +19,8 @@ from typing import Any
 from sweeplab import checkpoints
 from sweeplab.tracking.outbox import Outbox, Record
 from sweeplab.tracking.store import Tracker, sqlite_path
+from sweeplab.tracking.tags import RUN_KEY_TAG
 
-RUN_KEY_TAG = "sweeplab.run_key"
 REQUESTS_IN_FLIGHT = 4
 
 

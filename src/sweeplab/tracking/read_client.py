@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sweeplab.tracking.reader import Reader
-from sweeplab.tracking.records import PARENT_TAG, ModelVersion, Points, RunRecord
+from sweeplab.tracking.records import PARENT_TAG, ModelVersion, Point, Points, RunRecord
 
 
 class ClientReader(Reader):
@@ -76,7 +76,7 @@ class ClientReader(Reader):
             out[run_id] = {}
             for key in wanted:
                 if points := self.client.get_metric_history(run_id, key):
-                    out[run_id][key] = sorted((m.step, m.value) for m in points)
+                    out[run_id][key] = sorted(Point(m.step, m.value, m.timestamp) for m in points)
         return out
 
     def model_versions(self, run_id: str) -> list[ModelVersion]:

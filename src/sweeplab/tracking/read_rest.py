@@ -14,7 +14,7 @@ from typing import Any
 import requests
 
 from sweeplab.tracking.reader import Reader
-from sweeplab.tracking.records import PARENT_TAG, ModelVersion, Points, RunRecord
+from sweeplab.tracking.records import PARENT_TAG, ModelVersion, Point, Points, RunRecord
 from sweeplab.tracking.uri import CONNECT_TIMEOUT_S, StoreError, reason
 
 API = "/api/2.0/mlflow"
@@ -135,7 +135,10 @@ class RestReader(Reader):
                     params={"run_id": run_id, "metric_key": key, "max_results": 25000},
                 ).get("metrics", [])
                 if points:
-                    out[run_id][key] = sorted((int(m.get("step", 0)), float(m["value"])) for m in points)
+                    out[run_id][key] = sorted(
+                        Point(int(m.get("step", 0)), float(m["value"]), int(m.get("timestamp", 0)))
+                        for m in points
+                    )
         return out
 
     def model_versions(self, run_id: str) -> list[ModelVersion]:

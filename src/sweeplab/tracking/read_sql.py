@@ -19,7 +19,7 @@ from sqlalchemy import NullPool, bindparam, create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from sweeplab.tracking.reader import Reader
-from sweeplab.tracking.records import PARENT_TAG, ModelVersion, Points, RunRecord
+from sweeplab.tracking.records import PARENT_TAG, ModelVersion, Point, Points, RunRecord
 from sweeplab.tracking.uri import CONNECT_TIMEOUT_S, StoreError, reason
 
 CHUNK = 500  # ids per IN (...): under every database's limit on bound parameters
@@ -163,13 +163,18 @@ class SqlReader(Reader):
         out: dict[str, dict[str, Points]] = {i: {} for i in ids}
         try:
             for i in range(0, len(ids), CHUNK):
-                sql = "SELECT run_uuid, key, step, value, is_nan FROM metrics WHERE run_uuid IN :ids"
+                sql = (
+                    "SELECT run_uuid, key, step, value, is_nan, timestamp FROM metrics WHERE run_uuid IN :ids"
+                )
                 binds: dict[str, Any] = {"ids": ids[i : i + CHUNK]}
                 if wanted is not None:
                     sql += " AND key IN :keys"
                     binds["keys"] = wanted
-                for run, key, step, value, is_nan in self._rows(sql + " ORDER BY step, timestamp", **binds):
-                    out[run].setdefault(key, []).append((int(step), math.nan if is_nan else float(value)))
+                for run, key, step, value, is_nan, stamp in self._rows(
+                    sql + " ORDER BY step, timestamp", **binds
+                ):
+                    point = Point(int(step), math.nan if is_nan else float(value), int(stamp or 0))
+                    out[run].setdefault(key, []).append(point)
         except SchemaChanged:
             return self._client().histories(ids, wanted)
         return out

@@ -17,9 +17,10 @@ from typing import Any
 from sweeplab.redact import scrub
 from sweeplab.tracking import views
 from sweeplab.tracking.records import ModelVersion, Points, RunRecord
+from sweeplab.tracking.tags import KIND_TAG, SWEEP_KIND
 from sweeplab.tracking.uri import is_database, is_server, resolve_uri, ui_base
 
-SWEEP_TAGS = {"sweeplab.kind": "sweep"}  # a sweep's parent run
+SWEEP_TAGS = {KIND_TAG: SWEEP_KIND}  # a sweep's parent run
 
 
 class Reader(ABC):
@@ -41,7 +42,7 @@ class Reader(ABC):
     def histories(
         self, run_ids: Iterable[str], keys: Iterable[str] | None = None
     ) -> dict[str, dict[str, Points]]:
-        """run id -> metric key -> every (step, value) in step order; ``keys`` None: every metric."""
+        """run id -> metric key -> every :class:`Point` in step order; ``keys`` None: every metric."""
 
     @abstractmethod
     def model_versions(self, run_id: str) -> list[ModelVersion]:

@@ -9,10 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-PARENT_TAG = "mlflow.parentRunId"  # MLflow's own: a child run names its parent
-Points = list[tuple[int, float]]  # one metric's history: (step, value) in step order
+from sweeplab.tracking.tags import PARENT_RUN_ID_TAG
+
+PARENT_TAG = PARENT_RUN_ID_TAG  # MLflow's own: a child run names its parent
+
+
+class Point(NamedTuple):
+    """One logged value of a metric: its step (a trial's epoch), value and when it was logged."""
+
+    step: int
+    value: float
+    timestamp_ms: int
+
+
+Points = list[Point]  # one metric's history, in step order (then logging order)
 
 
 @dataclass(frozen=True)

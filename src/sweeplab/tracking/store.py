@@ -46,9 +46,26 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 import sweeplab  # noqa: E402
 from sweeplab import checkpoints, project  # noqa: E402
 from sweeplab.config import flatten  # noqa: E402
+from sweeplab.metrics import EPOCH, VAL_LOSS  # noqa: E402
+from sweeplab.objective import Mode, Objective  # noqa: E402
 from sweeplab.redact import scrub, scrub_config  # noqa: E402
 from sweeplab.status import TrialStatus  # noqa: E402
 from sweeplab.tracking import views  # noqa: E402
+from sweeplab.tracking.tags import (  # noqa: E402
+    DATA_FINGERPRINT_TAG,
+    GIT_COMMIT_TAG,
+    KIND_TAG,
+    METRIC_TAG,
+    METRIC_VALUE_TAG,
+    MODE_TAG,
+    PARENT_RUN_ID_TAG,
+    STATUS_REASON_TAG,
+    STATUS_TAG,
+    SWEEP_KIND,
+    SWEEP_PATH_TAG,
+    SWEEP_TAG,
+    VERSION_TAG,
+)
 from sweeplab.tracking.uri import (  # noqa: E402, F401  (resolve_uri and the rest are used from here too)
     CONNECT_TIMEOUT_S,
     StoreError,
@@ -243,11 +260,11 @@ class Tracker:
         parent_run_id: str | None = None,
         start_time: int | None = None,
     ) -> str:
-        all_tags: dict[str, Any] = {"sweeplab.version": sweeplab.__version__}
+        all_tags: dict[str, Any] = {VERSION_TAG: sweeplab.__version__}
         if commit := git_commit():
-            all_tags["mlflow.source.git.commit"] = commit
+            all_tags[GIT_COMMIT_TAG] = commit
         if parent_run_id:
-            all_tags["mlflow.parentRunId"] = parent_run_id
+            all_tags[PARENT_RUN_ID_TAG] = parent_run_id
         all_tags.update(project_tags())
         all_tags.update(tags or {})
         run = self.client.create_run(
@@ -298,12 +315,12 @@ class Tracker:
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
         """One epoch's metrics in one request, ``step`` = epoch."""
         now = int(time.time() * 1000)
-        self.log_batch(run_id, [(k, v, now, step) for k, v in metrics.items() if k != "epoch"])
+        self.log_batch(run_id, [(k, v, now, step) for k, v in metrics.items() if k != EPOCH])
 
     def end_run(self, run_id: str, status: str, reason: str = "", end_time: int | None = None) -> None:
         """Close a run with sweeplab's status; MLflow gets its coarser FINISHED / FAILED / KILLED."""
         status = TrialStatus(status)
-        self.set_tags(run_id, {"sweeplab.status": status.value, "sweeplab.status_reason": reason})
+        self.set_tags(run_id, {STATUS_TAG: status.value, STATUS_REASON_TAG: reason})
         self.client.set_terminated(run_id, status=status.mlflow_status, end_time=end_time)
 
     def reopen(self, run_id: str) -> None:
@@ -396,10 +413,10 @@ class Tracker:
             name,
             {k: v for k, v in cfg.items() if k != "search"},
             tags={
-                "sweeplab.sweep": name,
-                "sweeplab.sweep_path": sweep_path,
-                "sweeplab.kind": "sweep",
-                "sweeplab.status": TrialStatus.running.value,
+                SWEEP_TAG: name,
+                SWEEP_PATH_TAG: sweep_path,
+                KIND_TAG: SWEEP_KIND,
+                STATUS_TAG: TrialStatus.running.value,
                 **{f"env.{k}": v for k, v in environment.items()},
             },
         )
@@ -410,7 +427,7 @@ class Tracker:
             metric,
             cfg["tune"]["mode"],
             [p.key for p in params],
-            metric if metric[:4] == "val/" else "val/loss",
+            metric if metric.startswith("val/") else VAL_LOSS,
         )
         self.client.set_experiment_tag(self.experiment_id(experiment), key, view)
         self.log_config(run_id, cfg)
@@ -422,7 +439,7 @@ class Tracker:
         run = self.client.get_run(parent_run_id)
         return self.client.search_runs(
             [run.info.experiment_id],
-            filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'",
+            filter_string=f"tags.{PARENT_RUN_ID_TAG} = '{parent_run_id}'",
             max_results=10000,
         )
 
@@ -437,7 +454,7 @@ class Tracker:
                 continue
             for m in self.client.get_metric_history(run_id, key):
                 if m.step > 0:
-                    by_step.setdefault(m.step, {"epoch": m.step})[key] = m.value
+                    by_step.setdefault(m.step, {EPOCH: m.step})[key] = m.value
         return [by_step[s] for s in sorted(by_step)]
 
     def mark_interrupted(self, run_id: str, sweep_name: str) -> None:
@@ -447,7 +464,7 @@ class Tracker:
 
     def sweep_path_of(self, parent_run_id: str) -> str | None:
         try:
-            return self.client.get_run(parent_run_id).data.tags.get("sweeplab.sweep_path")
+            return self.client.get_run(parent_run_id).data.tags.get(SWEEP_PATH_TAG)
         except MlflowException:
             return None
 
@@ -457,7 +474,7 @@ class Tracker:
         run_id: str,
         model_id: str,
         metric: str,
-        mode: str,
+        mode: str | Mode,
         value: float,
         data_fingerprint: str,
         tags: Mapping[str, str] | None = None,
@@ -470,12 +487,12 @@ class Tracker:
             self.client.get_registered_model(model_name)
         except MlflowException:
             self.client.create_registered_model(model_name, description="best model of each sweep (sweeplab)")
-        judged_by = {"sweeplab.metric": metric, "sweeplab.mode": mode, "data.fingerprint": data_fingerprint}
+        judged_by = {METRIC_TAG: metric, MODE_TAG: Mode(mode).value, DATA_FINGERPRINT_TAG: data_fingerprint}
         version = self.client.create_model_version(
             model_name,
             f"models:/{model_id}",
             run_id=run_id,
-            tags={**judged_by, "sweeplab.metric_value": str(value), **(tags or {})},
+            tags={**judged_by, METRIC_VALUE_TAG: str(value), **(tags or {})},
             model_id=model_id,
         ).version
         try:
@@ -483,9 +500,9 @@ class Tracker:
         except MlflowException:  # no version holds the alias yet
             better = True
         else:
-            held = float(current.tags.get("sweeplab.metric_value", "nan"))
+            held = float(current.tags.get(METRIC_VALUE_TAG, "nan"))
             comparable = all(current.tags.get(k) == v for k, v in judged_by.items())
-            better = comparable and (value < held if mode == "min" else value > held)
+            better = comparable and Objective(metric, mode).better(value, held)  # a tie: the holder stays
         if better:
             self.client.set_registered_model_alias(model_name, "best", version)
         return str(version), better

@@ -19,6 +19,9 @@ import time
 from collections.abc import Mapping, Sequence
 from urllib.parse import quote
 
+from sweeplab.objective import Mode
+from sweeplab.tracking.tags import EPOCHS_TRAINED_TAG, KIND_TAG, STATUS_TAG, SWEEP_KIND, SWEEP_TAG
+
 TAG_PREFIX = "mlflow.sharedViewState."
 MAX_TAG_CHARS = 20_000  # what the UI accepts for one view
 SECTION = "sweeplab-sweep"
@@ -29,13 +32,15 @@ def view_key(sweep: str) -> str:
     return "sweep-" + re.sub(r"[^A-Za-z0-9_.-]", "_", sweep)[:200]
 
 
-def sweep_view(sweep: str, metric: str, mode: str, sampled: Sequence[str], curve: str) -> tuple[str, str]:
+def sweep_view(
+    sweep: str, metric: str, mode: str | Mode, sampled: Sequence[str], curve: str
+) -> tuple[str, str]:
     """(tag key, tag value) of the saved view of one sweep: ``sampled`` are the searched keys (the
     trials' ``sampled.<key>`` params), ``curve`` the validation metric drawn per epoch."""
     columns = [
         f"metrics.`{metric}`",
-        "tags.`sweeplab.status`",
-        "tags.`sweeplab.epochs_trained`",
+        f"tags.`{STATUS_TAG}`",
+        f"tags.`{EPOCHS_TRAINED_TAG}`",
         *(f"params.`sampled.{k}`" for k in sampled),
     ]
     chart = {"runsCountToCompare": 20, "metricSectionId": SECTION, "deleted": False, "isGenerated": False}
@@ -69,9 +74,9 @@ def sweep_view(sweep: str, metric: str, mode: str, sampled: Sequence[str], curve
         },
     ]
     state = {
-        "searchFilter": f"tags.`sweeplab.sweep` = '{sweep}'" if "'" not in sweep else "",
+        "searchFilter": f"tags.`{SWEEP_TAG}` = '{sweep}'" if "'" not in sweep else "",
         "orderByKey": f"metrics.`{metric}`",
-        "orderByAsc": mode == "min",  # the best trial on top
+        "orderByAsc": not Mode(mode).higher_is_better,  # the best trial on top
         "startTime": "ALL",
         "lifecycleFilter": "Active",
         "modelVersionFilter": "All Runs",
@@ -121,6 +126,6 @@ def run_url(base: str, experiment_id: str, run_id: str) -> str:
 def link(base: str, experiment_id: str, run_id: str, tags: Mapping[str, str]) -> str:
     """Where the MLflow UI shows a run: a sweep's parent opens the sweep's saved view (its trials,
     in the Model training view), any other run its own page."""
-    if tags.get("sweeplab.kind") == "sweep":
-        return sweep_url(base, experiment_id, tags["sweeplab.sweep"])
+    if tags.get(KIND_TAG) == SWEEP_KIND:
+        return sweep_url(base, experiment_id, tags[SWEEP_TAG])
     return run_url(base, experiment_id, run_id)
