@@ -14,9 +14,28 @@ that only read the store never need them.
 """
 
 import importlib
+import os
 
 from sweeplab.tracking.records import RunRecord, sampled_values  # noqa: F401
 from sweeplab.tracking.uri import StoreError, resolve_uri, ui_command  # noqa: F401
+
+# MLflow's settings sweeplab needs, as defaults: a user's own setting wins. Set when this package
+# loads, before any of its modules imports MLflow (telemetry is decided when MLflow loads); the two
+# modules above import nothing of MLflow's.
+MLFLOW_DEFAULTS = {
+    # MLflow's HTTP client retries a failed request for about four minutes, which would stall a
+    # training run; sweeplab retries itself (the outbox, ``store.retrying``).
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_DISABLE_TELEMETRY": "true",  # no usage telemetry leaves a user's machine unasked
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",  # sweeplab prints its own progress
+    # MLflow prints "View run ... at: <tracking URI>" when a run on a server ends, the URI's user
+    # info (http://user:password@host) included; sweeplab prints its own links, credentials masked.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
+for _key, _value in MLFLOW_DEFAULTS.items():
+    os.environ.setdefault(_key, _value)
+
 
 _FROM_STORE = ("Tracker", "git_commit", "is_transient", "load_logged_model")
 

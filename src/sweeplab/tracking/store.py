@@ -20,38 +20,26 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-# MLflow's HTTP client retries a failed request for about four minutes by default, which
-# would stall a training run; sweeplab retries itself (the outbox, `retrying` below).
-# Read by MLflow at request time; a user's own setting wins.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-# No usage telemetry leaves a user's machine unless they ask for it.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # sweeplab prints its own progress
-# MLflow prints "View run ... at: <tracking URI>/#/..." whenever a run ends on a server: the URI's
-# user info (http://user:password@host) included. sweeplab prints its own link, credentials masked.
-os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+import mlflow
+import numpy as np
+import requests
+import torch
+import yaml
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-import mlflow  # noqa: E402
-import numpy as np  # noqa: E402
-import requests  # noqa: E402
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from mlflow.entities import Metric, Param, RunTag  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.models import infer_signature  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential  # noqa: E402
-
-import sweeplab  # noqa: E402
-from sweeplab import checkpoints, project  # noqa: E402
-from sweeplab.config import flatten  # noqa: E402
-from sweeplab.metrics import EPOCH, VAL_LOSS  # noqa: E402
-from sweeplab.objective import Mode, Objective  # noqa: E402
-from sweeplab.redact import scrub, scrub_config  # noqa: E402
-from sweeplab.status import TrialStatus  # noqa: E402
-from sweeplab.tracking import views  # noqa: E402
-from sweeplab.tracking.tags import (  # noqa: E402
+import sweeplab
+from sweeplab import checkpoints, project
+from sweeplab.config import flatten
+from sweeplab.metrics import EPOCH, VAL_LOSS
+from sweeplab.objective import Mode, Objective
+from sweeplab.redact import scrub, scrub_config
+from sweeplab.status import TrialStatus
+from sweeplab.tracking import views
+from sweeplab.tracking.tags import (
     DATA_FINGERPRINT_TAG,
     GIT_COMMIT_TAG,
     KIND_TAG,
@@ -66,7 +54,7 @@ from sweeplab.tracking.tags import (  # noqa: E402
     SWEEP_TAG,
     VERSION_TAG,
 )
-from sweeplab.tracking.uri import (  # noqa: E402, F401  (resolve_uri and the rest are used from here too)
+from sweeplab.tracking.uri import (  # noqa: F401  (resolve_uri and the rest are used from here too)
     CONNECT_TIMEOUT_S,
     StoreError,
     is_local,
