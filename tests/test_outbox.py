@@ -121,7 +121,7 @@ def test_records_wait_while_the_store_is_away(workdir):
     from mlflow.tracking import MlflowClient as Client
 
     tracker.cfg, tracker.uri = {}, f"http://127.0.0.1:{port}"
-    tracker.client = Client(tracker.uri)
+    tracker._client = Client(tracker.uri)
     box = Outbox(workdir / "outbox.db", Delivery(tracker, no_fetch), max_wait_s=0.2).start()
     box.write([delivery.create_run("trial/e", "exp", "trial-004", {}, {})])
     assert not box.drain(3)

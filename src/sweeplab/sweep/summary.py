@@ -260,7 +260,7 @@ def _tested(tracker: Tracker, run_id: str):
     from sweeplab.trial import cached_data
 
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = checkpoints.load(tracker.client.download_artifacts(run_id, "checkpoints/best.pt", tmp))
+        ckpt = checkpoints.load(tracker.download_file(run_id, "checkpoints/best.pt", tmp))
     evaluator = Evaluator(ckpt["config"], cached_data(ckpt["config"]["data"]))
     evaluator.model.load_state_dict(ckpt["model_state"])
     return ckpt, evaluator, evaluator.evaluate("test")
@@ -322,8 +322,7 @@ def _robust(
 
 
 def _has_best(tracker: Tracker, trial: dict) -> bool:
-    artifacts = tracker.client.list_artifacts(trial["run_id"], "checkpoints")
-    return any(a.path.endswith("best.pt") for a in artifacts)
+    return tracker.has_artifact(trial["run_id"], "checkpoints/best.pt")
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

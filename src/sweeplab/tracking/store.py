@@ -217,12 +217,12 @@ class Tracker:
     def __init__(self, tracking_cfg: Mapping[str, Any]):
         self.cfg = tracking_cfg
         self.uri = resolve_uri(tracking_cfg.get("uri"))
-        self.client = open_client(self.uri)
+        self._client = open_client(self.uri)
         mlflow.set_tracking_uri(self.uri)  # mlflow.pytorch.log_model reads the global URI
 
     # -- experiments and runs
     def experiment_id(self, name: str) -> str:
-        exp = self.client.get_experiment_by_name(name)
+        exp = self._client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
         location = None
@@ -233,11 +233,11 @@ class Tracker:
                 root = (path.parent if path else Path.cwd()) / root
             location = (root.resolve() / name).as_uri()
         try:
-            return self.client.create_experiment(name, artifact_location=location)
+            return self._client.create_experiment(name, artifact_location=location)
         except MlflowException as exc:  # created meanwhile by another process
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-            return self.client.get_experiment_by_name(name).experiment_id
+            return self._client.get_experiment_by_name(name).experiment_id
 
     def start_run(
         self,
@@ -255,7 +255,7 @@ class Tracker:
             all_tags[PARENT_RUN_ID_TAG] = parent_run_id
         all_tags.update(project_tags())
         all_tags.update(tags or {})
-        run = self.client.create_run(
+        run = self._client.create_run(
             self.experiment_id(experiment),
             start_time=start_time,
             run_name=run_name,
@@ -266,10 +266,10 @@ class Tracker:
 
     def find_run(self, experiment: str, tag: str, value: str) -> str | None:
         """The run carrying ``tag=value`` (how an outbox record finds the run it already created)."""
-        exp = self.client.get_experiment_by_name(experiment)
+        exp = self._client.get_experiment_by_name(experiment)
         if exp is None:
             return None
-        runs = self.client.search_runs([exp.experiment_id], filter_string=f"tags.`{tag}` = '{value}'")
+        runs = self._client.search_runs([exp.experiment_id], filter_string=f"tags.`{tag}` = '{value}'")
         return runs[0].info.run_id if runs else None
 
     def log_batch(
@@ -292,7 +292,7 @@ class Tracker:
         for kind, items in entities.items():
             size = BATCH_LIMITS[kind]
             for i in range(0, len(items), size):
-                self.client.log_batch(run_id, **{kind: items[i : i + size]})
+                self._client.log_batch(run_id, **{kind: items[i : i + size]})
 
     def log_params(self, run_id: str, config: Mapping[str, Any]) -> None:
         self.log_batch(run_id, params=config)
@@ -309,19 +309,19 @@ class Tracker:
         """Close a run with sweeplab's status; MLflow gets its coarser FINISHED / FAILED / KILLED."""
         status = TrialStatus(status)
         self.set_tags(run_id, {STATUS_TAG: status.value, STATUS_REASON_TAG: reason})
-        self.client.set_terminated(run_id, status=status.mlflow_status, end_time=end_time)
+        self._client.set_terminated(run_id, status=status.mlflow_status, end_time=end_time)
 
     def reopen(self, run_id: str) -> None:
         """A retried trial or a resumed sweep writes into its existing run again."""
-        if self.client.get_run(run_id).info.status != "RUNNING":
-            self.client.update_run(run_id, status="RUNNING")
+        if self._client.get_run(run_id).info.status != "RUNNING":
+            self._client.update_run(run_id, status="RUNNING")
 
     # -- artifacts
     def log_file(self, run_id: str, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(run_id, str(path), artifact_path)
+        self._client.log_artifact(run_id, str(path), artifact_path)
 
     def log_text(self, run_id: str, text: str, file_name: str) -> None:
-        self.client.log_text(run_id, scrub(text), file_name)
+        self._client.log_text(run_id, scrub(text), file_name)
 
     def log_config(self, run_id: str, config: Mapping[str, Any], file_name: str = "config.yaml") -> None:
         self.log_text(run_id, yaml.safe_dump(scrub_config(dict(config)), sort_keys=False), file_name)
@@ -358,8 +358,8 @@ class Tracker:
         the project's modules the model's classes come from, so the logged model loads wherever
         torch is installed.
         """
-        run = self.client.get_run(run_id)
-        logged = self.client.create_logged_model(
+        run = self._client.get_run(run_id)
+        logged = self._client.create_logged_model(
             run.info.experiment_id, name="model", source_run_id=run_id, params=dict(run.data.params)
         )
         model = model.cpu().eval()
@@ -417,15 +417,15 @@ class Tracker:
             [p.key for p in params],
             metric if metric.startswith("val/") else VAL_LOSS,
         )
-        self.client.set_experiment_tag(self.experiment_id(experiment), key, view)
+        self._client.set_experiment_tag(self.experiment_id(experiment), key, view)
         self.log_config(run_id, cfg)
         self.log_text(run_id, yaml.safe_dump(space, sort_keys=False), "search_space.yaml")
         self.log_text(run_id, yaml.safe_dump(dict(environment), sort_keys=False), "environment.yaml")
         return run_id
 
     def child_runs(self, parent_run_id: str) -> list:
-        run = self.client.get_run(parent_run_id)
-        return self.client.search_runs(
+        run = self._client.get_run(parent_run_id)
+        return self._client.search_runs(
             [run.info.experiment_id],
             filter_string=f"tags.{PARENT_RUN_ID_TAG} = '{parent_run_id}'",
             max_results=10000,
@@ -436,11 +436,11 @@ class Tracker:
         from sweeplab.metrics import is_epoch_metric
 
         by_step: dict[int, dict[str, float]] = {}
-        run = self.client.get_run(run_id)
+        run = self._client.get_run(run_id)
         for key in run.data.metrics:
             if not is_epoch_metric(key):
                 continue
-            for m in self.client.get_metric_history(run_id, key):
+            for m in self._client.get_metric_history(run_id, key):
                 if m.step > 0:
                     by_step.setdefault(m.step, {EPOCH: m.step})[key] = m.value
         return [by_step[s] for s in sorted(by_step)]
@@ -452,7 +452,7 @@ class Tracker:
 
     def sweep_path_of(self, parent_run_id: str) -> str | None:
         try:
-            return self.client.get_run(parent_run_id).data.tags.get(SWEEP_PATH_TAG)
+            return self._client.get_run(parent_run_id).data.tags.get(SWEEP_PATH_TAG)
         except MlflowException:
             return None
 
@@ -472,11 +472,13 @@ class Tracker:
 
         Returns (version, alias moved)."""
         try:
-            self.client.get_registered_model(model_name)
+            self._client.get_registered_model(model_name)
         except MlflowException:
-            self.client.create_registered_model(model_name, description="best model of each sweep (sweeplab)")
+            self._client.create_registered_model(
+                model_name, description="best model of each sweep (sweeplab)"
+            )
         judged_by = {METRIC_TAG: metric, MODE_TAG: Mode(mode).value, DATA_FINGERPRINT_TAG: data_fingerprint}
-        version = self.client.create_model_version(
+        version = self._client.create_model_version(
             model_name,
             f"models:/{model_id}",
             run_id=run_id,
@@ -484,7 +486,7 @@ class Tracker:
             model_id=model_id,
         ).version
         try:
-            current = self.client.get_model_version_by_alias(model_name, "best")
+            current = self._client.get_model_version_by_alias(model_name, "best")
         except MlflowException:  # no version holds the alias yet
             better = True
         else:
@@ -492,14 +494,23 @@ class Tracker:
             comparable = all(current.tags.get(k) == v for k, v in judged_by.items())
             better = comparable and Objective(metric, mode).better(value, held)  # a tie: the holder stays
         if better:
-            self.client.set_registered_model_alias(model_name, "best", version)
+            self._client.set_registered_model_alias(model_name, "best", version)
         return str(version), better
 
     # -- reading back
+    def download_file(self, run_id: str, path: str, dest: str | Path) -> str:
+        """One artifact of a run into the folder ``dest``; its local path."""
+        return self._client.download_artifacts(run_id, path, str(dest))
+
+    def has_artifact(self, run_id: str, path: str) -> bool:
+        """Whether the run logged the artifact ``path`` (``folder/name``)."""
+        folder, _, name = path.rpartition("/")
+        return any(a.path.endswith(name) for a in self._client.list_artifacts(run_id, folder or None))
+
     def run_url(self, run_id: str, base: str | None = None) -> str:
         """Where the MLflow UI shows a run: a sweep's parent opens the sweep's saved view (its trials,
         in the Model training view), any other run its own page."""
-        run = self.client.get_run(run_id)
+        run = self._client.get_run(run_id)
         base = scrub(base) if base else ui_base(self.cfg)
         return views.link(base, run.info.experiment_id, run_id, run.data.tags)
 
