@@ -38,14 +38,10 @@ from sweeplab.metrics import EPOCH, VAL_LOSS
 from sweeplab.objective import Mode, Objective
 from sweeplab.redact import scrub, scrub_config
 from sweeplab.status import TrialStatus
-from sweeplab.tracking import views
+from sweeplab.tracking import registry, views
 from sweeplab.tracking.tags import (
-    DATA_FINGERPRINT_TAG,
     GIT_COMMIT_TAG,
     KIND_TAG,
-    METRIC_TAG,
-    METRIC_VALUE_TAG,
-    MODE_TAG,
     PARENT_RUN_ID_TAG,
     STATUS_REASON_TAG,
     STATUS_TAG,
@@ -467,35 +463,11 @@ class Tracker:
         data_fingerprint: str,
         tags: Mapping[str, str] | None = None,
     ) -> tuple[str, bool]:
-        """Register a new version; move the alias ``best`` to it only if it beats the current holder
-        on the same metric, mode and data (versions carry them as tags).
-
-        Returns (version, alias moved)."""
-        try:
-            self._client.get_registered_model(model_name)
-        except MlflowException:
-            self._client.create_registered_model(
-                model_name, description="best model of each sweep (sweeplab)"
-            )
-        judged_by = {METRIC_TAG: metric, MODE_TAG: Mode(mode).value, DATA_FINGERPRINT_TAG: data_fingerprint}
-        version = self._client.create_model_version(
-            model_name,
-            f"models:/{model_id}",
-            run_id=run_id,
-            tags={**judged_by, METRIC_VALUE_TAG: str(value), **(tags or {})},
-            model_id=model_id,
-        ).version
-        try:
-            current = self._client.get_model_version_by_alias(model_name, "best")
-        except MlflowException:  # no version holds the alias yet
-            better = True
-        else:
-            held = float(current.tags.get(METRIC_VALUE_TAG, "nan"))
-            comparable = all(current.tags.get(k) == v for k, v in judged_by.items())
-            better = comparable and Objective(metric, mode).better(value, held)  # a tie: the holder stays
-        if better:
-            self._client.set_registered_model_alias(model_name, "best", version)
-        return str(version), better
+        """A new registered version, the alias ``best`` moved to it if it wins
+        (:func:`sweeplab.tracking.registry.register_best`). Returns (version, alias moved)."""
+        return registry.register_best(
+            self._client, model_name, run_id, model_id, Objective(metric, mode), value, data_fingerprint, tags
+        )
 
     # -- reading back
     def download_file(self, run_id: str, path: str, dest: str | Path) -> str:
