@@ -245,8 +245,9 @@ HISTORY_COLUMNS = (
 
 
 def cmd_report(args) -> int:
+    from sweeplab.nightly.outcome import NightOutcome
     from sweeplab.nightly.report import write
-    from sweeplab.nightly.runner import NightOutcome, judge_entry, stored_judgements
+    from sweeplab.nightly.runner import judge_entry, stored_judgements
 
     suite, settings, _ = _load(args)
     store = _store(settings)

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -25,10 +24,8 @@ from rich.text import Text  # noqa: E402
 
 from sweeplab.nightly.detect import Night, Watch, change_points  # noqa: E402
 from sweeplab.nightly.history import HistoryStore  # noqa: E402
+from sweeplab.nightly.outcome import Judged, NightOutcome  # noqa: E402
 from sweeplab.nightly.suite import Suite  # noqa: E402
-
-if TYPE_CHECKING:
-    from sweeplab.nightly.runner import Judged, NightOutcome
 
 COLUMNS = ("entry", "metric", "tonight", "baseline", "change", "p (Welch)", "verdict", "since", "why")
 PLOT_COLORS = {"ok": "green", "improved": "tab:cyan", "regressed": "red", "insufficient_history": "gold"}

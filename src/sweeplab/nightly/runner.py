@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import date
 from importlib import import_module
 from pathlib import Path
@@ -33,50 +33,13 @@ from rich.text import Text
 from sweeplab.config import compose, to_container
 from sweeplab.metrics import EPOCH_TIME, TEST_ACC, TEST_LOSS, VAL_ACC, VAL_LOSS, best_key
 from sweeplab.nightly import report as reports
-from sweeplab.nightly.detect import REGRESSED, Verdict, Watch, judge
+from sweeplab.nightly.detect import REGRESSED, Verdict, judge
 from sweeplab.nightly.history import HistoryStore, Row, machine, now_utc, owner_id
+from sweeplab.nightly.outcome import Judged, Measurement, NightOutcome
 from sweeplab.nightly.suite import Entry, Suite, compose_entry
 
 # Defaults an entry may change; then what every nightly run is (its MLflow home and names).
 ENTRY_DEFAULTS = ("tracking.log_model=false", "tune.register_model=false")
-
-
-@dataclass
-class Measurement:
-    metrics: dict[str, float]
-    status: str  # completed | diverged | failed | skipped
-    reason: str = ""
-    wall_seconds: float | None = None
-    run_id: str | None = None
-
-
-@dataclass
-class Judged:
-    entry: str
-    watch: Watch
-    verdict: Verdict
-    note: str = ""
-
-
-@dataclass
-class NightOutcome:
-    suite: str
-    night: date
-    ran: bool  # this process held the claim
-    message: str = ""
-    judged: list[Judged] = field(default_factory=list)
-    problems: dict[str, str] = field(default_factory=dict)  # entry -> failed / diverged reason
-    skipped: dict[str, str] = field(default_factory=dict)  # entry -> why
-    report: Path | None = None
-
-    @property
-    def regressed(self) -> list[Judged]:
-        return [j for j in self.judged if j.verdict.verdict == REGRESSED]
-
-    @property
-    def exit_code(self) -> int:
-        """1 when anything regressed or failed (a scheduler or CI alerts on it), else 0."""
-        return 1 if self.regressed or self.problems else 0
 
 
 def git_commit() -> str | None:
