@@ -39,6 +39,7 @@ from sweeplab.groups import (  # noqa: F401 - config's names, as its callers imp
 )
 from sweeplab.metrics import VAL_LOSS
 from sweeplab.objective import Mode
+from sweeplab.overrides import key_of, value_for, value_text
 
 
 # --------------------------------------------------------------------- data
@@ -493,8 +494,8 @@ def name_options(cfg: DictConfig, choices: Mapping[str, Any]) -> None:
 def refuse_misplaced(overrides: list[str]) -> None:
     """Overrides Hydra would read otherwise than meant, refused with what to write instead."""
     for o in overrides:
-        key, eq, value = o.partition("=")
-        if key.lstrip("+~") == "hydra.searchpath":
+        key, value = key_of(o), value_text(o)
+        if key == "hydra.searchpath":
             for path in re.findall(r"(?:file://)?([^\[\],'\"]+)", value):
                 if not path.startswith("pkg://") and not Path(path.strip()).is_dir():
                     raise ConfigError(
@@ -502,7 +503,7 @@ def refuse_misplaced(overrides: list[str]) -> None:
                         "conf/ over its own without it: run from the folder that holds conf/, or pass "
                         "--config-dir DIR"
                     )
-        if eq and key.lstrip("+~") == "search.space" and value.lstrip().startswith("["):
+        if "=" in o and key == "search.space" and value.lstrip().startswith("["):
             raise ConfigError(
                 "search.space is a mapping of keys to distributions, not a list; write e.g. "
                 "'search.space={optimizer.lr: loguniform[1e-4, 1e-2]}' or put it in conf/search/<name>.yaml"
@@ -619,7 +620,7 @@ def explain(exc: BaseException, overrides: list[str] | tuple[str, ...] = ()) -> 
 
     m = re.search(r"Value '([^']*)' (?:of type '[^']*' )?is not a ListConfig|(\w+) is not a ListConfig", text)
     if m and full_key:
-        value = _override_value(full_key, overrides) or m.group(1) or "value"
+        value = value_for(overrides, full_key) or m.group(1) or "value"
         return f"{full_key}={value} must be a list: write {full_key}=[{value}]"
 
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
@@ -630,14 +631,10 @@ def explain(exc: BaseException, overrides: list[str] | tuple[str, ...] = ()) -> 
     return first
 
 
-def _override_value(key: str, overrides: list[str] | tuple[str, ...]) -> str | None:
-    return next((o.partition("=")[2] for o in overrides if o.partition("=")[0].lstrip("+~") == key), None)
-
-
 def explain_missing(full_key: str, overrides: list[str] | tuple[str, ...] = ()) -> str:
     parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
     leaf = full_key.rsplit(".", 1)[-1]
-    valid = _keys_of(parent, [o for o in overrides if o.partition("=")[0].lstrip("+~") != full_key])
+    valid = _keys_of(parent, [o for o in overrides if key_of(o) != full_key])
     hint = _did_you_mean(leaf, valid)
     if not hint and not parent:  # `epochs=5`: the key lives in a section
         others = [o for o in overrides if "=" in o and "." in o]

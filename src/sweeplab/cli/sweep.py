@@ -182,6 +182,7 @@ def check(cfg: dict, args: argparse.Namespace) -> int:
 def _tune_and_tracking(overrides: Sequence[str]) -> tuple[dict, dict]:
     """Where to look for the sweep (the driver refuses any other override, naming it)."""
     from sweeplab.config import compose, to_container
+    from sweeplab.overrides import in_sections
 
-    cfg = to_container(compose([o for o in overrides if o.startswith(("tune.", "tracking."))]))
+    cfg = to_container(compose(in_sections(overrides, ("tune", "tracking"))))
     return cfg["tune"], cfg["tracking"]

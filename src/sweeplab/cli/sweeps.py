@@ -121,10 +121,11 @@ def open_store(overrides: list[str]):
     """The configured tracking store, read-only in spirit: a SQLite file that is not there is
     reported, not created."""
     from sweeplab.config import compose_tracking
+    from sweeplab.overrides import outside
     from sweeplab.tracking.reader import open_reader
     from sweeplab.tracking.uri import resolve_uri, sqlite_path
 
-    other = [o for o in overrides if not o.lstrip("+").startswith("tracking.")]
+    other = outside(overrides, ("tracking",))
     if other:
         raise ConfigError(
             f"`sweeplab sweeps` takes tracking.* settings only (e.g. tracking.uri=...), not '{other[0]}'"

@@ -31,6 +31,7 @@ def run(args: argparse.Namespace) -> int:
 def ui_hint(tracking_cfg: Mapping, run_id: str, overrides: Sequence[str], url: str | None = None) -> str:
     """How to see a run: the command that starts the UI on its store (credentials masked), then
     the run's page (a sweep's parent: the sweep's saved view)."""
+    from sweeplab.overrides import in_sections
     from sweeplab.redact import scrub
     from sweeplab.tracking import ui_command
 
@@ -39,6 +40,6 @@ def ui_hint(tracking_cfg: Mapping, run_id: str, overrides: Sequence[str], url: s
 
         url = Tracker(tracking_cfg).run_url(run_id)
     cmd, _ = ui_command(tracking_cfg)
-    uri_override = scrub(" ".join(a for a in overrides if a.startswith("tracking.")))
+    uri_override = scrub(" ".join(in_sections(overrides, ("tracking",))))
     start = f"sweeplab ui {uri_override}".strip() if cmd else "open"
     return f"{start}  then  {url}"

@@ -37,6 +37,7 @@ from sweeplab.nightly.detect import REGRESSED, Verdict, judge
 from sweeplab.nightly.history import HistoryStore, Row, machine, now_utc, owner_id
 from sweeplab.nightly.outcome import Judged, Measurement, NightOutcome
 from sweeplab.nightly.suite import Entry, Suite, compose_entry
+from sweeplab.overrides import in_sections
 
 # Defaults an entry may change; then what every nightly run is (its MLflow home and names).
 ENTRY_DEFAULTS = ("tracking.log_model=false", "tune.register_model=false")
@@ -347,9 +348,7 @@ class NightRunner:
     def _log_report(self, night: date, outcome: NightOutcome, paths: reports.ReportPaths) -> None:
         from sweeplab.tracking import Tracker
 
-        tracking = to_container(compose([o for o in self.entry_overrides if o.startswith("tracking.")]))[
-            "tracking"
-        ]
+        tracking = to_container(compose(in_sections(self.entry_overrides, ("tracking",))))["tracking"]
         try:
             tracker = Tracker(tracking)
             run_id = tracker.start_run(

@@ -21,6 +21,7 @@ from sweeplab.config import ConfigError, compose, to_container
 from sweeplab.metrics import EPOCH_TIME, TEST_ACC, TEST_LOSS, VAL_ACC, VAL_LOSS, best_key
 from sweeplab.nightly.detect import Settings, Watch
 from sweeplab.objective import Mode, Objective
+from sweeplab.overrides import key_of
 
 # what an entry's kind measures; `epoch_time_s` is a median over epochs (a sweep: the mean over trial epochs)
 METRICS = {
@@ -184,7 +185,7 @@ def load(suite: str | None, overrides: list[str] = ()) -> tuple[Suite, dict[str,
 
 def _check_key(override: str) -> None:
     """Hydra names a misspelled nightly key without the valid ones; name them here."""
-    key = override.split("=", 1)[0].lstrip("+~")
+    key = key_of(override)
     if not key.startswith("nightly."):
         return
     node: Any = NightlyRoot

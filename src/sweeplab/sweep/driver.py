@@ -27,6 +27,7 @@ from typing import Any
 
 from sweeplab.config import ConfigError, compose, flatten, to_container, validate_sweep
 from sweeplab.objective import Objective
+from sweeplab.overrides import key_of, under
 from sweeplab.redact import scrub, without_password
 from sweeplab.space import Param, parse_space, validate_space
 from sweeplab.stage import Stage
@@ -178,7 +179,8 @@ def sync(ref: str, overrides: Sequence[str] = ()) -> SweepOutcome | None:
 
 def _reopen(ref: str, overrides: Sequence[str]) -> tuple[SweepState, dict[str, Any], Tracker]:
     hide_credentials()
-    refused = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(OPERATIONAL)]
+    allowed = under(overrides, OPERATIONAL)
+    refused = [o for o in overrides if o not in allowed]
     if refused:
         raise ConfigError(
             f"a resumed sweep keeps its search and settings; cannot change {', '.join(refused)} "
@@ -197,12 +199,11 @@ def _reopen(ref: str, overrides: Sequence[str]) -> tuple[SweepState, dict[str, A
             + "); restore conf/ as it was, or start a new sweep"
         )
     for o in overrides:  # operational overrides apply to this run
-        key, _, _ = o.partition("=")
-        section, field_name = key.lstrip("+~").split(".", 1)
+        section, field_name = key_of(o).split(".", 1)
         cfg[section][field_name] = given[section][field_name]
         if section == "tune":
             state.tune[field_name] = given[section][field_name]
-    uri = given["tracking"]["uri"] if any(o.startswith("tracking.uri") for o in overrides) else None
+    uri = given["tracking"]["uri"] if under(overrides, ("tracking.uri",)) else None
     tracker = Tracker({**state.tracking, "uri": uri or state.tracking["uri"]})
     return state, cfg, tracker
 

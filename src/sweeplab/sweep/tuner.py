@@ -11,12 +11,13 @@ from typing import Any
 from ray.tune.search import BasicVariantGenerator
 
 from sweeplab.config import ConfigError
+from sweeplab.overrides import under
 from sweeplab.space import Param, grid_size
 from sweeplab.stage import REEVALUATION_EXPERIMENT, REEVALUATION_POINT
 
 # Trials need neither where MLflow lives nor where the cluster is (and such overrides can
 # carry credentials): they compose their config without them.
-DRIVER_ONLY = ("tracking.", "cluster.", "tracking=", "cluster=")
+DRIVER_ONLY = ("tracking", "cluster")  # their options and every key in them
 # Nor what the config files say about them: a team's conf/ may give the store URI with its
 # password (or an ${oc.env:...} only the driver's machine can resolve). Cleared last, it never
 # reaches a trial's config, Tune's result files or checkpoints.
@@ -181,7 +182,8 @@ def with_operational_settings(tuner, tune_cfg: Mapping[str, Any]):
 
 
 def trial_overrides(base_overrides: Sequence[str]) -> list[str]:
-    return [o for o in base_overrides if not o.lstrip("+~").startswith(DRIVER_ONLY)] + list(DRIVER_VALUES)
+    driver_only = under(base_overrides, DRIVER_ONLY)
+    return [o for o in base_overrides if o not in driver_only] + list(DRIVER_VALUES)
 
 
 def trial_dirname(trial) -> str:
