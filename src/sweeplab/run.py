@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeplab.data import DataBundle, load_data
+from sweeplab.errors import one_line
 from sweeplab.metrics import best_key
 from sweeplab.models import deployable
 from sweeplab.plots import learning_curves
@@ -106,7 +107,7 @@ def train_and_track(
         _close(tracker, run_id, TrialStatus.failed, f"{type(exc).__name__}: {exc}")
         if is_transient(exc):
             raise StoreError(
-                f"the tracking store became unreachable during the run ({str(exc).splitlines()[0][:200]}); "
+                f"the tracking store became unreachable during the run ({one_line(exc, limit=200)}); "
                 f"run {run_id} keeps the epochs logged before"
             ) from None
         raise

@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from sweeplab import project
+from sweeplab.errors import one_line
 
 # Keys of an option that are instructions to Hydra (or sweeplab's name of the option), not arguments.
 RESERVED = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_", "name"})
@@ -66,10 +67,9 @@ def locate(group: str, path: str) -> Any:
 def _import_failed(group: str, path: str, module_name: str, exc: BaseException) -> str:
     top = project.root()
     where = f"the project folder {top} and the installed packages" if top else "the installed packages"
-    first = next((s.strip() for s in str(exc).splitlines() if s.strip()), "")
     return (
         f"{group}._target_={path}: cannot import {module_name} (looked for in {where}): "
-        f"{type(exc).__name__}: {first}"
+        f"{one_line(exc, with_type=True)}"
     )
 
 

@@ -42,6 +42,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from sweeplab.errors import one_line
 from sweeplab.nightly.detect import Night
 from sweeplab.redact import scrub
 
@@ -205,7 +206,7 @@ class HistoryStore:
             return inspect(self.engine).has_table(VERSION_TABLE)
         except DBAPIError as exc:
             raise StoreError(
-                f"cannot open the nightly history store {self.shown}: {_first_line(exc)}; "
+                f"cannot open the nightly history store {self.shown}: {one_line(exc)}; "
                 "check that the database server is running and the URL is right"
             ) from None
 
@@ -230,7 +231,7 @@ class HistoryStore:
                 if "does not exist" in str(exc) and self.engine.dialect.name == "postgresql":
                     self._create_database()
         raise StoreError(
-            f"cannot open the nightly history store {self.shown}: {_first_line(last)}; "
+            f"cannot open the nightly history store {self.shown}: {one_line(last)}; "
             "check that the database server is running and the URL is right"
         )
 
@@ -487,8 +488,3 @@ def _gone(claim: Claim, stale_after_s: float, now: datetime) -> bool:
         except PermissionError:
             pass
     return (now - aware(claim.heartbeat_at)).total_seconds() > stale_after_s
-
-
-def _first_line(exc: BaseException | None) -> str:
-    text_ = str(getattr(exc, "orig", None) or exc or "unknown error").strip()
-    return text_.splitlines()[0] if text_ else type(exc).__name__

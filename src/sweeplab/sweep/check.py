@@ -17,6 +17,7 @@ from itertools import product
 from typing import Any
 
 from sweeplab.config import ConfigError
+from sweeplab.errors import one_line
 from sweeplab.metrics import EPOCH_TIME, LR, TRAIN_ACC, TRAIN_LOSS, TRAIN_PENALTY
 from sweeplab.space import Param, to_override
 
@@ -58,8 +59,7 @@ def check_trials(
             _check_one(trial_config(base_overrides, sampled), report)
         except (ConfigError, ValueError, RuntimeError) as exc:  # DataError is a ValueError
             where = f" (with {' '.join(to_override(k, v) for k, v in sampled.items())})" if sampled else ""
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ConfigError(f"{first}{where}") from None
+            raise ConfigError(f"{one_line(exc, limit=1000)}{where}") from None
     metric = cfg["tune"]["metric"]
     if metric not in report.reported and not metric.startswith("hp/"):
         raise ConfigError(

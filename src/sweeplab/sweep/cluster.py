@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweeplab import project
 from sweeplab.config import ConfigError
+from sweeplab.errors import one_line
 from sweeplab.redact import scrub
 from sweeplab.sweep import reaper
 
@@ -140,7 +141,6 @@ def init_ray(cluster: Mapping[str, Any], log_file: Path) -> None:
                 **kwargs,
             )
     except Exception as exc:  # noqa: BLE001 - Ray raises many kinds; each becomes one line
-        first = next((s.strip() for s in str(exc).splitlines() if s.strip()), type(exc).__name__)
         where = f"the Ray cluster at {address}" if address else "a local Ray instance"
         hint = (
             "check cluster.address, that the head runs (services/ray-head.sh) and that this machine "
@@ -148,7 +148,7 @@ def init_ray(cluster: Mapping[str, Any], log_file: Path) -> None:
             if address
             else "see the log"
         )
-        raise ClusterError(f"cannot start {where}: {scrub(first)[:300]}; {hint} ({log_file})") from None
+        raise ClusterError(f"cannot start {where}: {one_line(exc)}; {hint} ({log_file})") from None
     quiet_ray(log_file)  # ray.init installs handlers of its own
     if not address:
         global _reaper
@@ -325,7 +325,7 @@ def nodes_not_seeing(
             found = fs.get_file_info(f"{path}/{name}").type != pafs.FileType.NotFound
             return "" if found else "not found"
         except Exception as exc:  # noqa: BLE001 - the reason, not a crash, goes back
-            return str(exc).splitlines()[0][:200]
+            return one_line(exc, limit=200)
 
     try:
         here = ray.get_runtime_context().get_node_id()

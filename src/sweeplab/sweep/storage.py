@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from sweeplab.config import ConfigError
+from sweeplab.errors import one_line
 from sweeplab.redact import scrub
 
 
@@ -54,7 +55,7 @@ class Storage:
         try:
             return pafs.FileSystem.from_uri(self.uri)
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a bad URI
-            raise ConfigError(f"tune.storage_path={self.uri}: {str(exc).splitlines()[0]}") from None
+            raise ConfigError(f"tune.storage_path={self.uri}: {one_line(exc)}") from None
 
     def join(self, *parts: str) -> str:
         return "/".join([self.uri, *parts])

@@ -25,7 +25,7 @@ from typing import Any
 
 from tenacity import Retrying, retry_if_exception, wait_exponential
 
-from sweeplab.redact import scrub
+from sweeplab.errors import one_line
 from sweeplab.tracking.store import is_transient
 
 FILE = "outbox.db"
@@ -225,7 +225,7 @@ class Outbox:
         self.last_error = self.failing_since = None
 
     def _reject(self, group: Sequence[Record], exc: BaseException) -> None:
-        error = scrub(f"{type(exc).__name__}: {exc}".splitlines()[0])[:1000]
+        error = one_line(exc, limit=1000, with_type=True)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany(
@@ -239,5 +239,5 @@ class Outbox:
 
     def _note_failure(self, retry_state) -> None:
         exc = retry_state.outcome.exception()
-        self.last_error = scrub(str(exc).splitlines()[0])[:200] if exc else "unknown error"
+        self.last_error = one_line(exc, limit=200)
         self.failing_since = self.failing_since or time.time()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sweeplab.errors import one_line
 from sweeplab.redact import scrub
 
 CONNECT_TIMEOUT_S = 5
@@ -55,14 +56,14 @@ def store_host(uri: str) -> str:
 
 
 def reason(exc: BaseException) -> str:
-    """An exception as the end of a one-line message: its first line, credentials masked."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    line = next((s.strip() for s in text.splitlines() if s.strip()), type(exc).__name__)
+    """A store's error as the end of a one-line message (:func:`sweeplab.errors.one_line`), with
+    the two everyday causes named plainly."""
+    text = str(getattr(exc, "orig", None) or exc)
     if "Connection refused" in text or "ConnectionRefused" in text:
-        line = "connection refused"
-    elif "timed out" in text.lower():
-        line = "timed out"
-    return scrub(line)[:300]
+        return "connection refused"
+    if "timed out" in text.lower():
+        return "timed out"
+    return one_line(exc)
 
 
 def ui_command(tracking_cfg: Mapping[str, Any], port: int | None = None) -> tuple[list[str], str]:
