@@ -15,7 +15,13 @@ def test_the_first_line_that_says_something_masked_and_cut():
     assert one_line(RuntimeError("\n  \nfirst\nsecond")) == "first"
     assert one_line(ValueError("")) == "ValueError"  # says nothing: its type
     assert one_line(KeyError("x"), with_type=True) == "KeyError: 'x'"
-    assert one_line(Wrapped(OSError("connection to server failed\nis it running?"))) == "connection to server failed"
-    assert one_line(RuntimeError("cannot open postgresql://me:s3cret@db/x")) == "cannot open postgresql://me:***@db/x"
+    assert (
+        one_line(Wrapped(OSError("connection to server failed\nis it running?")))
+        == "connection to server failed"
+    )
+    assert (
+        one_line(RuntimeError("cannot open postgresql://me:s3cret@db/x"))
+        == "cannot open postgresql://me:***@db/x"
+    )
     assert len(one_line(RuntimeError("x" * 500), limit=40)) == 40
     assert one_line(None) == "unknown error"

@@ -94,7 +94,6 @@ def test_names_are_spelled_only_in_their_home(path):
     )
 
 
-
 def test_the_scan_finds_what_it_should_and_nothing_else():
     caught = """
 x = {"val/acc": 1, "robust/test/acc/mean": 2}

@@ -162,7 +162,7 @@ def test_alias_moves_only_to_a_better_model(workdir):
         "optimizer=sgd",
         "tune.name=worse",
     )
-    assert good.summary["alias_moved"] and not worse.summary["alias_moved"]
+    assert good.summary.registration.alias_moved and not worse.summary.registration.alias_moved
     assert client.get_model_version_by_alias("sweeps-digits", "best").version == first
     by_accuracy = run_sweep(
         good_space,
@@ -176,7 +176,7 @@ def test_alias_moves_only_to_a_better_model(workdir):
         "tune.name=by-accuracy",
     )
     # a model chosen by another metric is not comparable, however good its number looks
-    assert not by_accuracy.summary["alias_moved"]
+    assert not by_accuracy.summary.registration.alias_moved
     assert client.get_model_version_by_alias("sweeps-digits", "best").version == first
     assert len(client.search_model_versions("name='sweeps-digits'")) == 3
 
@@ -448,7 +448,7 @@ def test_repeats_of_a_grid_point_get_their_own_seeds(workdir):
     outcome = run_sweep(searchpath, "search=grid2", "tune=fifo", "tune.num_samples=2", "trainer.epochs=2")
     client = store(workdir)
     kids = children(client, outcome.state.parent_run_id)
-    assert len(kids) == 4 == outcome.summary["trials"]
+    assert len(kids) == 4 == len(outcome.summary.trials)
     assert len({k.data.params["seed"] for k in kids}) == 4
     for lr in ("0.01", "0.02"):
         pair = [k for k in kids if k.data.params["optimizer.lr"] == lr]
@@ -553,7 +553,7 @@ def test_robust_selection_retrains_the_top_configurations_with_fresh_seeds(workd
         )
     winner = min(means, key=means.get)
     parent = client.get_run(outcome.state.parent_run_id)
-    assert outcome.summary["robust"]["winner"] == winner
+    assert outcome.summary.robust.winner == winner
     assert parent.data.metrics["robust/val/loss/mean"] == pytest.approx(means[winner])
     assert parent.data.metrics["robust/differs"] == float(winner != top2[0])
     assert (

@@ -317,7 +317,7 @@ def test_the_time_budget_counts_from_the_sweeps_start(workdir):
 
     overrides = [*OUT_OF_TIME, "tune.time_budget_s=60", "tracking.experiment=budget"]
     outcome = sweep.start(to_container(compose(overrides)), overrides, started=time.time() - 60)
-    assert "tune.time_budget_s=60" in outcome.summary["no_model"] and "best" not in outcome.summary
+    assert "tune.time_budget_s=60" in outcome.summary.no_model and outcome.summary.best is None
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     (parent,) = client.search_runs([client.get_experiment_by_name("budget").experiment_id])
     assert parent.info.run_id == outcome.state.parent_run_id and parent.info.status == "FAILED"
@@ -338,7 +338,7 @@ def test_a_sweep_whose_trials_all_ended_before_an_epoch_says_why_it_has_no_model
         kid = tracker.start_run("exp", f"trial-{i:03d}", {}, parent_run_id=parent)
         tracker.end_run(kid, status, reason)
     state = SweepState("s", str(workdir), parent, "exp", [], {"uri": uri}, cfg["tune"], 2)
-    no_model = summarize(cfg, state, tracker, wall_seconds=1.0)["no_model"]
+    no_model = summarize(cfg, state, tracker, wall_seconds=1.0).no_model
     assert "1 failed" in no_model and "1 stopped_by_budget" in no_model
     assert "trial-000: RuntimeError: CUDA out of memory" in no_model
     assert "tune.time_budget_s" in no_model

@@ -53,15 +53,18 @@ def test_with_val_acc_as_the_metric_the_best_is_the_highest():
 
 
 def test_a_summary_ranked_by_val_acc_shows_the_best_epochs_val_loss_beside_it():
+    from sweeplab.objective import Objective
+    from sweeplab.sweep.results import Compute, SweepSummary, TrialSummary
     from sweeplab.sweep.view import print_summary
 
-    summary = {
-        "name": "s", "trials": 1, "counts": {"completed": 1}, "metric": "val/acc", "mode": "max",
-        "best": {"name": "trial-000", "sampled": {"optimizer.lr": 0.01}},
-        "best_epoch": {"epoch": 2, "val/acc": 0.91, "val/loss": 0.3},
-        "test/acc": 0.9, "test/loss": 0.31, "epochs_run": 3, "epochs_budget": 3, "saved_fraction": 0.0,
-        "trial_seconds": 3.0, "wall_seconds": 2.0, "efficiency": 0.75, "rows": [], "diagnosis": {},
-    }  # fmt: skip
+    best = TrialSummary("trial-000", "r0", "t0", "completed", {"optimizer.lr": 0.01}, 0.91)
+    summary = SweepSummary(
+        name="s", parent_run_id="p", objective=Objective("val/acc", "max"), trials=(best,),
+        counts={"completed": 1}, best=best, best_epoch={"epoch": 2, "val/acc": 0.91, "val/loss": 0.3},
+        test={"test/acc": 0.9, "test/loss": 0.31},
+        compute=Compute(epochs_run=3, epochs_budget=3, saved_fraction=0.0, trial_seconds=3.0,
+                        wall_seconds=2.0, efficiency=0.75),
+    )  # fmt: skip
     console = Console(record=True, width=200)
     print_summary(console, summary, "sweeplab ui")
     best = next(ln for ln in console.export_text().splitlines() if "best trial" in ln)

@@ -157,7 +157,7 @@ def test_show_prints_the_summary_the_sweep_ended_with(store, capsys):
         for row in ("trials", "best trial", "best config", "test", "early stopping", "compute"):
             assert now[row] == then[row], row
         if outcome is store.a:  # the re-evaluation's winner: mean ± std over its fresh seeds
-            winner = outcome.summary["robust"]["winner"]
+            winner = outcome.summary.robust.winner
             assert now["robust winner"] == then["robust winner"]
             assert now[winner] == then[winner]
         for kid in store.children(outcome):  # the diagnosis table, one row per trial

@@ -50,6 +50,7 @@ from sweeplab.bench.loops import bench_loop, bench_loop_in_sweep
 from sweeplab.bench.sweeps import run_sweep_timed
 from sweeplab.metrics import ROBUST_SINGLE_WINNER_TEST_ACC, TEST_ACC, VAL_ACC
 from sweeplab.redact import scrub
+from sweeplab.sweep.results import SweepSummary
 
 LOOP_BUDGET = 1.15  # sweeplab's epoch may cost at most this many bare-loop epochs
 SWEEP_LOOP_BUDGET = 1.1  # and a trial's epoch in a sweep, reports and checkpoints included
@@ -102,7 +103,7 @@ def bench_tracking(epochs: int = 300) -> float:
         return (time.perf_counter() - t0) / epochs * 1000
 
 
-def bench_efficiency() -> tuple[float, dict, float]:
+def bench_efficiency() -> tuple[float, SweepSummary, float]:
     # 16 trials of the size this course's sweeps have: a 512-256 MLP on Fashion-MNIST for 10 epochs
     summary, wall = run_sweep_timed(
         [
@@ -116,11 +117,11 @@ def bench_efficiency() -> tuple[float, dict, float]:
             "tune.register_model=false",
         ]
     )
-    slots = summary["slots"]
-    return summary["trial_seconds"] / (wall * slots), summary, wall
+    c = summary.compute
+    return c.trial_seconds / (wall * c.slots), summary, wall
 
 
-def bench_asha(num_samples: int = 32) -> tuple[dict, dict]:
+def bench_asha(num_samples: int = 32) -> tuple[SweepSummary, SweepSummary]:
     common = [
         "experiment=fashion_mnist_sweep",
         f"tune.num_samples={num_samples}",
@@ -131,7 +132,7 @@ def bench_asha(num_samples: int = 32) -> tuple[dict, dict]:
     return fifo, asha
 
 
-def bench_quality() -> tuple[dict, float]:
+def bench_quality() -> tuple[SweepSummary, float]:
     return run_sweep_timed(["experiment=fashion_mnist_sweep", "tune.register_model=false"])
 
 
@@ -148,11 +149,12 @@ def bench_robust(seed: int) -> dict:
             "tune.register_model=false",
         ]
     )
-    return {**summary["robust_metrics"], TEST_ACC: summary[TEST_ACC]}
+    robust = summary.robust.metrics if summary.robust is not None else {}
+    return {**robust, TEST_ACC: summary.test[TEST_ACC]}
 
 
-def best_val_acc(summary: dict) -> float:
-    return max((h[VAL_ACC] for t in summary["rows"] for h in t["history"]), default=float("nan"))
+def best_val_acc(summary: SweepSummary) -> float:
+    return max((h[VAL_ACC] for t in summary.trials for h in t.history), default=float("nan"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -309,26 +311,26 @@ def main(argv: list[str] | None = None) -> int:
         row(
             "efficiency",
             "efficiency: trial seconds / (wall x slots), 16 trials",
-            f"{summary['trial_seconds']:.1f}s / ({wall:.1f}s x {summary['slots']})",
+            f"{summary.compute.trial_seconds:.1f}s / ({wall:.1f}s x {summary.compute.slots})",
             eff,
             f">= {EFFICIENCY_FLOOR}",
             eff >= EFFICIENCY_FLOOR,
-            trial_seconds=summary["trial_seconds"],
+            trial_seconds=summary.compute.trial_seconds,
             wall_s=wall,
-            slots=summary["slots"],
+            slots=summary.compute.slots,
         )
     if "asha" in chosen:
         fifo, asha = bench_asha()
-        ratio = asha["epochs_run"] / fifo["epochs_run"]
+        ratio = asha.compute.epochs_run / fifo.compute.epochs_run
         row(
             "asha",
             "asha: trial-epochs ASHA / FIFO, same 32 configs",
-            f"{asha['epochs_run']} vs {fifo['epochs_run']}",
+            f"{asha.compute.epochs_run} vs {fifo.compute.epochs_run}",
             ratio,
             f"<= {ASHA_EPOCHS_CEILING}",
             ratio <= ASHA_EPOCHS_CEILING,
-            asha_trial_epochs=asha["epochs_run"],
-            fifo_trial_epochs=fifo["epochs_run"],
+            asha_trial_epochs=asha.compute.epochs_run,
+            fifo_trial_epochs=fifo.compute.epochs_run,
         )
         a, f = best_val_acc(asha), best_val_acc(fifo)
         row(
@@ -370,8 +372,8 @@ def main(argv: list[str] | None = None) -> int:
             minutes <= QUALITY_MINUTES,
             minutes=minutes,
         )
-        acc = summary.get(TEST_ACC, float("nan"))
-        sampled = summary.get("best", {}).get("sampled", {})
+        acc = summary.test.get(TEST_ACC, float("nan"))
+        sampled = summary.best.sampled if summary.best is not None else {}
         row(
             "quality",
             f"quality: best {TEST_ACC} / {QUALITY_ACC} ({' '.join(f'{k}={v}' for k, v in sampled.items())})",

@@ -139,7 +139,7 @@ def bench_loop_in_sweep(epochs: int = 8) -> tuple[float, float]:
         )
         reader = open_reader({"uri": f"sqlite:///{store}/bench.db"})
         ours: list[float] = []
-        [parent] = [r for r in reader.runs_tagged(SWEEP_TAGS) if r.run_id == summary["parent_run_id"]]
+        [parent] = [r for r in reader.runs_tagged(SWEEP_TAGS) if r.run_id == summary.parent_run_id]
         kids = reader.children(parent)
         for history in reader.histories([k.run_id for k in kids], [VAL_ACC]).values():
             stamps = [p.timestamp_ms for p in history.get(VAL_ACC, [])]

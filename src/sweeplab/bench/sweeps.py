@@ -6,9 +6,10 @@ import tempfile
 import time
 
 from sweeplab.config import compose, to_container
+from sweeplab.sweep.results import SweepSummary
 
 
-def run_sweep_timed(overrides: list[str], store: str | None = None) -> tuple[dict, float]:
+def run_sweep_timed(overrides: list[str], store: str | None = None) -> tuple[SweepSummary, float]:
     """A whole sweep, as `sweeplab sweep` runs it (Ray start-up and the summary included), in a
     store of its own: a temporary one, or the folder ``store``."""
     from sweeplab import sweep

@@ -151,7 +151,7 @@ def _summary(outcome) -> int:
     from sweeplab.sweep.view import print_summary
 
     print_summary(console, outcome.summary, ui_hint(outcome.state.tracking, outcome.state.parent_run_id, []))
-    return exits.OK if "best" in outcome.summary else exits.FAILED
+    return exits.OK if outcome.summary.best is not None else exits.FAILED
 
 
 def check(cfg: dict, args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ The readers (sweeplab.sweep.browse and .prune) load when a command runs; none im
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from datetime import datetime
 
 from rich.filesize import decimal
@@ -244,7 +245,7 @@ def cmd_show(reader, args) -> int:
             counts = browse.trial_counts(reader, sweep)
             shown = {**_listed(sweep, counts), "best_config": sweep.best_config, "trials_ranked": rows}
             if sweep.summarized:
-                shown["summary"] = browse.summary(reader, sweep, trial_list)
+                shown["summary"] = dataclasses.asdict(browse.summary(reader, sweep, trial_list))
                 shown["registered"] = [
                     {"model": m.name, "version": m.version, "aliases": list(m.aliases)}
                     for m in browse.registry(reader, sweep)

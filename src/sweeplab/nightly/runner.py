@@ -225,18 +225,17 @@ class NightRunner:
         parent = outcome.state.parent_run_id
         Tracker(cfg["tracking"]).set_tags(parent, tags)
         s = outcome.summary
-        if "best" not in s:
-            return Measurement(
-                {}, "failed", s.get("no_model", "no trial of the sweep finished"), wall, parent
-            )
-        metrics = {
-            k: float(s[k]) for k in (TEST_ACC, TEST_LOSS, "wall_seconds", "trials", "epochs_run") if k in s
-        }
-        if s.get("epochs_run") and s.get("trial_seconds") is not None:
-            metrics[EPOCH_TIME] = s["trial_seconds"] / s["epochs_run"]
-        best = s["best"].get("best") if isinstance(s["best"], Mapping) else None
-        if best is not None and s.get("metric") == VAL_LOSS:
-            metrics[best_key(VAL_LOSS)] = float(best)
+        if s.best is None:
+            return Measurement({}, "failed", s.no_model or "no trial of the sweep finished", wall, parent)
+        c = s.compute
+        metrics = {k: float(s.test[k]) for k in (TEST_ACC, TEST_LOSS) if k in s.test}
+        metrics.update(
+            wall_seconds=float(c.wall_seconds), trials=float(len(s.trials)), epochs_run=float(c.epochs_run)
+        )
+        if c.epochs_run:
+            metrics[EPOCH_TIME] = c.trial_seconds / c.epochs_run
+        if s.metric == VAL_LOSS:
+            metrics[best_key(VAL_LOSS)] = float(s.best.best)
         return Measurement(metrics, "completed", "", wall, parent)
 
     def _cached_data(self, data_cfg: Mapping[str, Any]):

@@ -13,12 +13,13 @@ import difflib
 import math
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sweeplab.groups import ConfigError
 from sweeplab.metrics import (
+    ROBUST,
     TEST_ACC,
     TEST_LOSS,
     VAL_ACC,
@@ -29,6 +30,8 @@ from sweeplab.metrics import (
 )
 from sweeplab.objective import Mode, Objective
 from sweeplab.stage import Stage
+from sweeplab.sweep import results
+from sweeplab.sweep.results import RobustSelection, SweepSummary, TrialSummary
 from sweeplab.tracking.reader import SWEEP_TAGS, Reader
 from sweeplab.tracking.records import ModelVersion, RunRecord
 from sweeplab.tracking.tags import (
@@ -232,51 +235,60 @@ def ranked_first(sweep: Sweep, trial_list: list[Trial]) -> list[Trial]:
 
 
 # ------------------------------------------------------------------ show
-def summary(reader: Reader, sweep: Sweep, trial_list: list[Trial] | None = None) -> dict[str, Any]:
+def summary(reader: Reader, sweep: Sweep, trial_list: list[Trial] | None = None) -> SweepSummary:
     """What :func:`sweeplab.sweep.view.print_summary` shows at a sweep's end, from the store.
 
     Only for a summarized sweep: the best trial, test figures and compute accounting are the
     summary's, recorded on the parent run."""
     trial_list = trials(reader, sweep) if trial_list is None else trial_list
     m = sweep.metrics
-    out: dict[str, Any] = {
-        "name": sweep.name,
-        "parent_run_id": sweep.run_id,
-        "trials": len(trial_list),
-        "counts": dict(Counter(t.status for t in trial_list)),
-        "metric": sweep.metric,
-        "mode": sweep.mode,
-        "rows": [{"name": t.name, "status": t.status, "best": t.best} for t in trial_list],
-        "diagnosis": {
-            t.name: {
-                k: t.metrics[k]
-                for k in ("overfit/best_epoch", "overfit/gap_acc", "overfit/gap_loss")
-                if k in t.metrics
-            }
-            for t in trial_list
-        },
-        "epochs_run": int(m.get("compute/trial_epochs", 0)),
-        "epochs_budget": int(m.get("compute/trial_epochs_budget", 0)),
-        **{
-            key: m.get(f"compute/{key}", math.nan)
-            for key in ("saved_fraction", "trial_seconds", "wall_seconds", "efficiency")
-        },
-    }
+    rows = tuple(_trial_summary(t) for t in trial_list)
+    compute = results.Compute(
+        epochs_run=int(m.get("compute/trial_epochs", 0)),
+        epochs_budget=int(m.get("compute/trial_epochs_budget", 0)),
+        saved_fraction=m.get("compute/saved_fraction", math.nan),
+        trial_seconds=m.get("compute/trial_seconds", math.nan),
+        wall_seconds=m.get("compute/wall_seconds", math.nan),
+        efficiency=m.get("compute/efficiency", math.nan),
+    )
+    out = SweepSummary(
+        name=sweep.name,
+        parent_run_id=sweep.run_id,
+        objective=sweep.objective,
+        trials=rows,
+        counts=results.counts(rows),
+        compute=compute,
+        diagnosis=results.diagnosis(rows),
+    )
     best_run = sweep.tags.get(BEST_RUN_ID_TAG)
     best = next((t for t in trial_list if t.run_id == best_run), None)
     if best is not None and sweep.best is not None:
-        best_epoch_values = {k.removeprefix("best/"): v for k, v in m.items() if k.startswith("best/")}
-        out["best"] = {"name": best.name, "sampled": best.sampled}
-        out["best_config"] = sweep.best_config or best.sampled  # what its weights were trained with last
-        out["best_epoch"] = best_epoch_values
-        out[TEST_ACC] = m.get(TEST_ACC, math.nan)
-        out[TEST_LOSS] = m.get(TEST_LOSS, math.nan)
-        if robust := robust_winner(sweep, trial_list, best):
-            out["robust"] = robust
+        out = replace(
+            out,
+            best=next(r for r in rows if r.run_id == best.run_id),
+            best_config=sweep.best_config or best.sampled,  # what its weights were trained with last
+            best_epoch={k.removeprefix("best/"): v for k, v in m.items() if k.startswith("best/")},
+            test={TEST_ACC: m.get(TEST_ACC, math.nan), TEST_LOSS: m.get(TEST_LOSS, math.nan)},
+            robust=robust_winner(sweep, trial_list, best),
+        )
     return out
 
 
-def robust_winner(sweep: Sweep, trial_list: list[Trial], best: Trial) -> dict[str, Any] | None:
+def _trial_summary(t: Trial) -> TrialSummary:
+    return TrialSummary(
+        name=t.name,
+        run_id=t.run_id,
+        trial_id=t.tags.get(TRIAL_ID_TAG),
+        status=t.status,
+        sampled=t.sampled,
+        best=t.best,
+        epochs=t.epochs,
+        metrics=t.metrics,
+        tags=t.tags,
+    )
+
+
+def robust_winner(sweep: Sweep, trial_list: list[Trial], best: Trial) -> RobustSelection | None:
     """The re-evaluation stage's winner (mean ± std over fresh seeds), as the parent records it.
 
     The parent keeps the winner's figures only (``robust/*``), so the table of re-evaluated
@@ -291,9 +303,15 @@ def robust_winner(sweep: Sweep, trial_list: list[Trial], best: Trial) -> dict[st
     of = best.tags.get(REEVALUATES_TAG, "")
     runs = [t for t in trial_list if t.tags.get(REEVALUATES_TAG) == of and t.epochs]
     config = {k: v for k, v in sweep.best_config.items() if k != "seed"}  # each repeat had its own
-    row = {"of": of, "sampled": config, "runs": len(runs)}
-    row.update({metric: pm(metric), VAL_ACC: pm(VAL_ACC), TEST_ACC: pm(TEST_ACC)})
-    return {"rows": [row], "winner": of, "differs": bool(m.get("robust/differs", 0.0))}
+    row = results.RobustRow(
+        of, config, len(runs), {metric: pm(metric), VAL_ACC: pm(VAL_ACC), TEST_ACC: pm(TEST_ACC)}
+    )
+    return RobustSelection(
+        rows=(row,),
+        winner=of,
+        differs=bool(m.get("robust/differs", 0.0)),
+        metrics={k: v for k, v in m.items() if k.startswith(ROBUST)},
+    )
 
 
 def best_so_far(sweep: Sweep, trial_list: list[Trial]) -> dict[str, Any] | None:

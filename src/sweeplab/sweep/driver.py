@@ -37,6 +37,7 @@ from sweeplab.sweep import state as sweep_state
 from sweeplab.sweep import tuner as tuning
 from sweeplab.sweep.check import check_trials
 from sweeplab.sweep.recorder import PARENT, SESSIONS, Session, SweepRecorder, SweepStopper, adopt_runs
+from sweeplab.sweep.results import SweepSummary
 from sweeplab.sweep.state import SweepState
 from sweeplab.sweep.storage import Storage, fetch, hide_credentials, prune_checkpoints
 from sweeplab.tracking import delivery
@@ -79,7 +80,7 @@ class SweepFinished(Exception):
 @dataclass
 class SweepOutcome:
     state: SweepState
-    summary: dict[str, Any]
+    summary: SweepSummary
 
 
 Show = Callable[[SweepRecorder], None]
@@ -339,7 +340,7 @@ def reevaluation_points(session: Session, cfg: dict[str, Any]) -> list[dict[str,
 FRESH_SEEDS = 1_000_000  # above any seed a search trial draws (base seed + trial number)
 
 
-def _summarize(cfg: dict[str, Any], state: SweepState, tracker: Tracker, outbox: Outbox) -> dict[str, Any]:
+def _summarize(cfg: dict[str, Any], state: SweepState, tracker: Tracker, outbox: Outbox) -> SweepSummary:
     from sweeplab.sweep.summary import summarize
 
     wall = sum(outbox.state("driver/").values())

@@ -15,6 +15,7 @@ from rich.text import Text
 from sweeplab.metrics import TEST_ACC, TEST_LOSS, VAL_ACC, VAL_LOSS, best_epoch, quality_key
 from sweeplab.objective import Objective
 from sweeplab.status import TrialStatus
+from sweeplab.sweep.results import SweepSummary
 
 MAX_ROWS = 14
 
@@ -136,62 +137,62 @@ def _pm(mean_std) -> str:
     return f"{mean_std[0]:.4f} ± {mean_std[1]:.4f}"
 
 
-def _robust_keys(summary: dict[str, Any]) -> list[str]:
+def _robust_keys(summary: SweepSummary) -> list[str]:
     """The re-evaluation's figures: the sweep's metric, val/acc (once) and test/acc."""
-    return list(dict.fromkeys([summary["metric"], VAL_ACC, TEST_ACC]))
+    return list(dict.fromkeys([summary.metric, VAL_ACC, TEST_ACC]))
 
 
-def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> None:
-    table = Table(title=f"sweep {summary['name']} — summary", show_header=False, title_justify="left")
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary["counts"].items()))
-    table.add_row("trials", f"{summary['trials']} ({counts})")
-    if "best" in summary:
-        best, be = summary["best"], summary["best_epoch"]
-        other = second_metric(summary["metric"], be)
+def print_summary(console: Console, summary: SweepSummary, ui_hint: str) -> None:
+    table = Table(title=f"sweep {summary.name} — summary", show_header=False, title_justify="left")
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts.items()))
+    table.add_row("trials", f"{len(summary.trials)} ({counts})")
+    compute = summary.compute
+    if (best := summary.best) is not None:
+        be, metric = summary.best_epoch or {}, summary.metric
+        other = second_metric(metric, be)
         table.add_row(
             "best trial",
-            f"{best['name']} — {summary['metric']} {be[summary['metric']]:.4f}, "
+            f"{best.name} — {metric} {be[metric]:.4f}, "
             f"{other} {be.get(other, float('nan')):.4f} at epoch {int(be['epoch'])}",
         )
-        config = summary.get("best_config", best["sampled"])  # the values its weights were trained with
+        config = summary.best_config if summary.best_config is not None else best.sampled  # as trained
         table.add_row("best config", " ".join(f"{k}={v}" for k, v in config.items()))
-        tested = [k for k in (quality_key(summary, "test"), TEST_LOSS) if k in summary]
-        table.add_row("test", "  ".join(f"{k} {summary[k]:.4f}" for k in dict.fromkeys(tested)))
-        if robust := summary.get("robust"):
-            w = robust["rows"][0]
-            figures = ", ".join(f"{k} {_pm(w[k])}" for k in _robust_keys(summary))
+        test = summary.test
+        tested = [k for k in (quality_key(test, "test"), TEST_LOSS) if k in test]
+        table.add_row("test", "  ".join(f"{k} {test[k]:.4f}" for k in dict.fromkeys(tested)))
+        if robust := summary.robust:
+            w = robust.rows[0]
+            figures = ", ".join(f"{k} {_pm(w.figures[k])}" for k in _robust_keys(summary))
             table.add_row(
                 "robust winner",
-                f"{figures} over {w['runs']} fresh seeds; "
-                + ("a different configuration than the best single run" if robust["differs"] else
+                f"{figures} over {w.runs} fresh seeds; "
+                + ("a different configuration than the best single run" if robust.differs else
                    "the same configuration as the best single run"),
             )  # fmt: skip
-        if "registered" in summary:
-            moved = (
-                "moved alias 'best' to it" if summary["alias_moved"] else "alias 'best' stays (not better)"
-            )
-            table.add_row("registry", f"{summary['registered']} version {summary['version']}: {moved}")
-    if "no_model" in summary:
-        table.add_row("model", f"[red]none[/red]: {summary['no_model']}")
+        if (reg := summary.registration) is not None:
+            moved = "moved alias 'best' to it" if reg.alias_moved else "alias 'best' stays (not better)"
+            table.add_row("registry", f"{reg.name} version {reg.version}: {moved}")
+    if summary.no_model is not None:
+        table.add_row("model", f"[red]none[/red]: {summary.no_model}")
     table.add_row(
         "early stopping",
-        f"{summary['epochs_run']} of {summary['epochs_budget']} trial-epochs run "
-        f"(saved {summary['saved_fraction']:.0%})",
+        f"{compute.epochs_run} of {compute.epochs_budget} trial-epochs run "
+        f"(saved {compute.saved_fraction:.0%})",
     )
     table.add_row(
         "compute",
-        f"{summary['trial_seconds']:.0f}s of training in {summary['wall_seconds']:.0f}s wall "
-        f"(efficiency {summary['efficiency']:.2f})",
+        f"{compute.trial_seconds:.0f}s of training in {compute.wall_seconds:.0f}s wall "
+        f"(efficiency {compute.efficiency:.2f})",
     )
     console.print(table)
-    if robust := summary.get("robust"):
+    if robust := summary.robust:
         rerun = Table(title="re-evaluated with fresh seeds (best mean wins)", title_justify="left")
         keys = _robust_keys(summary)
         for col in ("trial", *keys, "config"):
             rerun.add_column(col)
-        for r in robust["rows"]:
-            values = " ".join(f"{k}={v}" for k, v in r["sampled"].items())
-            rerun.add_row(r["of"], *(_pm(r[k]) for k in keys), values)
+        for r in robust.rows:
+            values = " ".join(f"{k}={v}" for k, v in r.sampled.items())
+            rerun.add_row(r.of, *(_pm(r.figures[k]) for k in keys), values)
         console.print(rerun)
     diag = Table(
         title=f"overfitting diagnosis (best epoch by smoothed {VAL_LOSS}; final train-val accuracy gap, or"
@@ -200,14 +201,13 @@ def print_summary(console: Console, summary: dict[str, Any], ui_hint: str) -> No
     )
     for col in ("trial", "status", "best epoch", "gap"):
         diag.add_column(col)
-    objective = Objective(summary["metric"], summary["mode"])
-    rows = objective.ranked(summary["rows"], key=lambda t: t["best"])
+    rows = summary.objective.ranked(summary.trials, key=lambda t: t.best)
     for t in rows[:10]:
-        d = summary["diagnosis"].get(t["name"], {})
+        d = summary.diagnosis.get(t.name, {})
         be, gap = d.get("overfit/best_epoch"), d.get("overfit/gap_acc", d.get("overfit/gap_loss"))
         diag.add_row(
-            t["name"],
-            t["status"] or "",
+            t.name,
+            t.status or "",
             "" if be is None else str(int(be)),
             "" if gap is None else f"{gap:+.3f}",
         )
