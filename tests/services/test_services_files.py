@@ -21,7 +21,7 @@ import pytest
 import yaml
 from conftest import require_in_ci
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 K8S = ROOT / "deploy" / "k8s"
@@ -135,7 +135,7 @@ def test_each_container_runs_a_script_the_service_tests_run(compose_config):
         assert command[0].startswith("/app/services/"), (name, command)
         script = ROOT / "services" / Path(command[0]).name
         assert os.access(script, os.X_OK), script
-        test_file = ROOT / "tests" / SCRIPT_TESTS[script.name]
+        test_file = ROOT / "tests" / "services" / SCRIPT_TESTS[script.name]
         assert (
             script.name in test_file.read_text() or script.name.removesuffix(".sh") in test_file.read_text()
         )

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's: Playwright cannot download its own browsers here
 ARTIFACTS = Path(
-    os.environ.get("SWEEPLAB_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / ".test-artifacts")
+    os.environ.get("SWEEPLAB_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / ".test-artifacts")
 )
 LOAD_S = 120  # the UI's first load on a busy 2-core machine
 
