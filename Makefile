@@ -41,13 +41,19 @@ train: data
 	$(VENV)/bin/sweeplab train experiment=course_fashion_mnist $(ARGS)
 
 # docker-compose validates docker/compose.yaml in the tests (no Docker engine needed); Debian's
-# Chromium is the browser Playwright drives in the UI tests (it cannot download browsers of its own).
+# Chromium is the browser Playwright drives in the UI tests (it cannot download browsers of its own);
+# zsh loads the generated completion script in its test.
 test-tools:
 	@[ -x /usr/bin/chromium ] || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && echo "installing chromium (the UI tests' browser) ..." \
 	  && { $(APT_INSTALL) chromium >/dev/null 2>&1 \
 	       || { apt-get update -qq >/dev/null 2>&1 && $(APT_INSTALL) chromium >/dev/null 2>&1; }; }; } \
 	  || echo "chromium not installed"
+	@command -v zsh >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && echo "installing zsh (the shell-completion tests) ..." \
+	  && { $(APT_INSTALL) zsh >/dev/null 2>&1 \
+	       || { apt-get update -qq >/dev/null 2>&1 && $(APT_INSTALL) zsh >/dev/null 2>&1; }; }; } \
+	  || echo "zsh not installed"
 	@command -v docker-compose >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && echo "installing docker-compose (to validate docker/compose.yaml) ..." \
 	  && { $(APT_INSTALL) docker-compose >/dev/null 2>&1 \
