@@ -13,7 +13,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
 
-from sweeplab.nightly.history import VERSION_TABLE, Base, HistoryStore, Result, Row, StoreError, display_url
+from sweeplab.nightly.history import (
+    VERSION_TABLE,
+    Base,
+    HistoryStore,
+    HistoryStoreError,
+    Result,
+    Row,
+    display_url,
+)
 
 # fresh_database comes from tests/servers.py (needs $SWEEPLAB_TEST_POSTGRES_URL; fails in CI without it)
 
@@ -150,12 +158,12 @@ def test_accepts_and_verdicts_round_trip(store):
 
 
 def test_a_bad_url_is_one_clear_line_without_the_password(tmp_path):
-    with pytest.raises(StoreError) as err:
+    with pytest.raises(HistoryStoreError) as err:
         HistoryStore("postgresql://ana:s3cret@127.0.0.1:1/nowhere").upgrade()  # nothing listens on port 1
     text = str(err.value)
     assert "s3cret" not in text and "127.0.0.1:1/nowhere" in text and "\n" not in text
     assert display_url("postgresql://ana:s3cret@db:5432/x") == "postgresql://ana:***@db:5432/x"
-    with pytest.raises(StoreError, match="history_url"):
+    with pytest.raises(HistoryStoreError, match="history_url"):
         HistoryStore("nosuchdb://x")
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from sweeplab.config import ConfigError
 from sweeplab.nightly.history import HistoryStore
-from sweeplab.nightly.schedule import Scheduler
+from sweeplab.nightly.schedule import NightScheduler
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -64,8 +64,8 @@ def store(tmp_path) -> HistoryStore:
     return s
 
 
-def scheduler(nights: Nights, cron="0 2 * * *", tz="Europe/Berlin", catch_up_hours=24.0) -> Scheduler:
-    return Scheduler(
+def scheduler(nights: Nights, cron="0 2 * * *", tz="Europe/Berlin", catch_up_hours=24.0) -> NightScheduler:
+    return NightScheduler(
         cron,
         tz,
         nights.launch,

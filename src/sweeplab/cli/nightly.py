@@ -302,7 +302,7 @@ def cmd_accept(args) -> int:
 
 
 def cmd_schedule(args) -> int:
-    from sweeplab.nightly.schedule import Heartbeat, Scheduler, SystemClock, subprocess_launcher
+    from sweeplab.nightly.schedule import Heartbeat, NightScheduler, SystemClock, subprocess_launcher
 
     suite, settings, _ = _load(args)
     store = _store(settings, must_exist=False)
@@ -325,7 +325,7 @@ def cmd_schedule(args) -> int:
         f"nightly scheduler for suite '{suite.name}' · history {store.shown} · heartbeat {beat.path}",
         markup=False,
     )
-    Scheduler(
+    NightScheduler(
         settings["schedule"],
         settings["timezone"],
         launch,

@@ -50,7 +50,7 @@ VERSION_TABLE = "sweeplab_nightly_alembic_version"
 DONE = ("completed", "diverged")  # a (seed, entry) with these rows is not run again that night
 
 
-class StoreError(RuntimeError):
+class HistoryStoreError(RuntimeError):
     """The history store cannot be opened or migrated; the message says how to fix it."""
 
 
@@ -188,7 +188,7 @@ class HistoryStore:
                     Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(u, **kwargs)
         except (ArgumentError, NoSuchModuleError, ImportError) as exc:
-            raise StoreError(
+            raise HistoryStoreError(
                 f"cannot use nightly history store {display_url(self.url)}: {exc}; give "
                 "nightly.history_url (or $SWEEPLAB_NIGHTLY_DB) as e.g. sqlite:///nightly.db or "
                 "postgresql+psycopg2://user@host:5432/db"
@@ -205,7 +205,7 @@ class HistoryStore:
         try:
             return inspect(self.engine).has_table(VERSION_TABLE)
         except DBAPIError as exc:
-            raise StoreError(
+            raise HistoryStoreError(
                 f"cannot open the nightly history store {self.shown}: {one_line(exc)}; "
                 "check that the database server is running and the URL is right"
             ) from None
@@ -230,7 +230,7 @@ class HistoryStore:
                 last = exc
                 if "does not exist" in str(exc) and self.engine.dialect.name == "postgresql":
                     self._create_database()
-        raise StoreError(
+        raise HistoryStoreError(
             f"cannot open the nightly history store {self.shown}: {one_line(last)}; "
             "check that the database server is running and the URL is right"
         )

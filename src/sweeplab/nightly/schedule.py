@@ -105,7 +105,7 @@ def today(timezone: str, clock: Clock | None = None) -> date:
     return (clock or SystemClock()).now().astimezone(zone(timezone)).date()
 
 
-class Scheduler:
+class NightScheduler:
     def __init__(
         self,
         cron: str,
