@@ -179,7 +179,7 @@ def cmd_list(reader, args) -> int:
         Column("experiment", shrink_to=10, drop=2),
         Column("started", drop=3),
         Column("status"),
-        Column("trials", shrink_to=12, drop=4),
+        Column("trials", drop=4),  # whole, or left out
         Column("best", shrink_to=10),
         Column("storage", shrink_to=24, drop=1, fold=True),
     ]
