@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sweeplab.tracking.reader import Reader
-from sweeplab.tracking.records import PARENT_TAG, ModelVersion, Point, Points, RunRecord
+from sweeplab.tracking.reader import SearchReader
+from sweeplab.tracking.records import ModelVersion, Point, Points, RunRecord
 
 
-class ClientReader(Reader):
+class ClientReader(SearchReader):
     def __init__(self, tracking_cfg: Mapping[str, Any]):
         super().__init__(tracking_cfg)
         from sweeplab.tracking.store import open_client
@@ -46,26 +46,18 @@ class ClientReader(Reader):
                 break
         return [self._record(r) for r in runs]
 
-    def runs_tagged(self, tags: Mapping[str, str], experiment: str | None = None) -> list[RunRecord]:
+    def _experiment_ids(self, experiment: str | None) -> list[str]:
         if experiment is not None:
             exp = self.client.get_experiment_by_name(experiment)
             if exp is None or exp.lifecycle_stage != "active":
                 raise self.unknown_experiment(experiment)
-            ids = [exp.experiment_id]
-        else:
-            ids, token = [], None
-            while True:
-                page = self.client.search_experiments(max_results=1000, page_token=token)
-                ids += [e.experiment_id for e in page]
-                if not (token := page.token):
-                    break
-        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items() if "'" not in v)
-        found = self._search(ids, query, "attributes.start_time DESC")
-        return [r for r in found if all(r.tags.get(k) == v for k, v in tags.items())]
-
-    def children(self, parent: RunRecord) -> list[RunRecord]:
-        query = f"tags.`{PARENT_TAG}` = '{parent.run_id}'"
-        return self._search([parent.experiment_id], query, "attributes.start_time ASC")
+            return [exp.experiment_id]
+        ids, token = [], None
+        while True:
+            page = self.client.search_experiments(max_results=1000, page_token=token)
+            ids += [e.experiment_id for e in page]
+            if not (token := page.token):
+                return ids
 
     def histories(
         self, run_ids: Iterable[str], keys: Iterable[str] | None = None

@@ -13,8 +13,8 @@ from typing import Any
 
 import requests
 
-from sweeplab.tracking.reader import Reader
-from sweeplab.tracking.records import PARENT_TAG, ModelVersion, Point, Points, RunRecord
+from sweeplab.tracking.reader import SearchReader
+from sweeplab.tracking.records import ModelVersion, Point, Points, RunRecord
 from sweeplab.tracking.uri import CONNECT_TIMEOUT_S, StoreError, reason
 
 API = "/api/2.0/mlflow"
@@ -22,7 +22,7 @@ PAGE = 1000
 READ_TIMEOUT_S = 30
 
 
-class RestReader(Reader):
+class RestReader(SearchReader):
     def __init__(self, tracking_cfg: Mapping[str, Any]):
         super().__init__(tracking_cfg)
         self.http = requests.Session()
@@ -103,21 +103,13 @@ class RestReader(Reader):
         }
         return [self._record(r) for r in self._paged("runs/search", body, "runs")]
 
-    # -- the read model
-    def runs_tagged(self, tags: Mapping[str, str], experiment: str | None = None) -> list[RunRecord]:
-        names = self._experiment_names()
-        ids = [i for i, n in names.items() if experiment is None or n == experiment]
+    def _experiment_ids(self, experiment: str | None) -> list[str]:
+        ids = [i for i, n in self._experiment_names().items() if experiment is None or n == experiment]
         if experiment is not None and not ids:
             raise self.unknown_experiment(experiment)
-        quotable = {k: v for k, v in tags.items() if "'" not in v}  # a quote cannot be written in a filter
-        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in quotable.items())
-        found = self._search(ids, query, "attributes.start_time DESC")
-        return [r for r in found if all(r.tags.get(k) == v for k, v in tags.items())]
+        return ids
 
-    def children(self, parent: RunRecord) -> list[RunRecord]:
-        query = f"tags.`{PARENT_TAG}` = '{parent.run_id}'"
-        return self._search([parent.experiment_id], query, "attributes.start_time ASC")
-
+    # -- the read model
     def histories(
         self, run_ids: Iterable[str], keys: Iterable[str] | None = None
     ) -> dict[str, dict[str, Points]]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from sweeplab.redact import scrub
 from sweeplab.tracking import views
-from sweeplab.tracking.records import ModelVersion, Points, RunRecord
+from sweeplab.tracking.records import PARENT_TAG, ModelVersion, Points, RunRecord
 from sweeplab.tracking.tags import KIND_TAG, SWEEP_KIND
 from sweeplab.tracking.uri import is_database, is_server, resolve_uri, ui_base
 
@@ -54,6 +54,27 @@ class Reader(ABC):
 
     def unknown_experiment(self, experiment: str) -> ValueError:
         return ValueError(f"no experiment '{experiment}' in the tracking store {self.shown}")
+
+
+class SearchReader(Reader):
+    """A backend that searches runs with MLflow's filter language (its REST API, its client)."""
+
+    @abstractmethod
+    def _experiment_ids(self, experiment: str | None) -> list[str]:
+        """Active experiments' ids (only ``experiment``'s, if given; ValueError if it is none)."""
+
+    @abstractmethod
+    def _search(self, experiment_ids: list[str], query: str, order: str) -> list[RunRecord]: ...
+
+    def runs_tagged(self, tags: Mapping[str, str], experiment: str | None = None) -> list[RunRecord]:
+        # a quote cannot be written in a filter: such a tag is matched below only
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items() if "'" not in v)
+        found = self._search(self._experiment_ids(experiment), query, "attributes.start_time DESC")
+        return [r for r in found if all(r.tags.get(k) == v for k, v in tags.items())]
+
+    def children(self, parent: RunRecord) -> list[RunRecord]:
+        query = f"tags.`{PARENT_TAG}` = '{parent.run_id}'"
+        return self._search([parent.experiment_id], query, "attributes.start_time ASC")
 
 
 def open_reader(tracking_cfg: Mapping[str, Any]) -> Reader:
