@@ -55,6 +55,20 @@ def add_cfg(parser: argparse.ArgumentParser, scope: str) -> None:
     parser.set_defaults(cfg_scope=scope)
 
 
+def add_config_command(
+    sub: argparse._SubParsersAction, name: str, text: str, scope: str, example: str
+) -> argparse.ArgumentParser:
+    """A command that composes a config: its help lists the groups; ``--config-dir``, ``--cfg``
+    and the overrides."""
+    parser = sub.add_parser(
+        name, help=text, description=text, epilog=groups_help(), formatter_class=FORMATTER
+    )
+    add_config_dir(parser)
+    add_cfg(parser, scope)
+    add_overrides(parser, example)
+    return parser
+
+
 def compose_for(args: argparse.Namespace) -> dict | None:
     """The command's config as plain data; None when ``--cfg`` asked for it to be printed instead."""
     from sweeplab.config import compose, to_container

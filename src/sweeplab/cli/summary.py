@@ -5,14 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sweeplab.cli import exits
-from sweeplab.cli.config_args import (
-    FORMATTER,
-    add_cfg,
-    add_config_dir,
-    add_overrides,
-    compose_for,
-    groups_help,
-)
+from sweeplab.cli.config_args import add_config_command, compose_for
 from sweeplab.cli.output import console
 
 NAME = "summary"
@@ -20,11 +13,7 @@ HELP = "print the model's layers, output shapes and parameter counts"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(NAME, help=HELP, description=HELP, epilog=groups_help(), formatter_class=FORMATTER)
-    add_config_dir(p)
-    add_cfg(p, "train")
-    add_overrides(p, "model=cnn data=digits")
-    p.set_defaults(run=run)
+    add_config_command(sub, NAME, HELP, "train", "model=cnn data=digits").set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:

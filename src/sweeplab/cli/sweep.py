@@ -12,14 +12,7 @@ from collections.abc import Callable, Sequence
 from rich.text import Text
 
 from sweeplab.cli import exits
-from sweeplab.cli.config_args import (
-    FORMATTER,
-    add_cfg,
-    add_config_dir,
-    add_overrides,
-    compose_for,
-    groups_help,
-)
+from sweeplab.cli.config_args import FORMATTER, add_config_command, add_config_dir, compose_for
 from sweeplab.cli.output import console
 
 # About the command's start (the imports before this line take a fraction of a second): a sweep's
@@ -44,18 +37,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     actions = sweep.add_subparsers(dest="sweep_command", metavar="{start,resume,sync}", required=True)
     text = "start a new sweep of the composed search space"
-    start = actions.add_parser(
-        "start", help=text, description=text, epilog=groups_help(), formatter_class=FORMATTER
+    start = add_config_command(
+        actions, "start", text, "all", "search=fashion_mlp tune=asha tune.num_samples=64"
     )
-    add_config_dir(start)
     start.add_argument(
         "--check",
         action="store_true",
         help="compose every choice of the search space, build each model on the data and run one "
         "batch through it, then exit without training",
     )
-    add_cfg(start, "all")
-    add_overrides(start, "search=fashion_mlp tune=asha tune.num_samples=64")
     start.set_defaults(run=run_start)
     text = "continue an interrupted sweep: finished trials are kept, the others go on from their checkpoints"
     resume = actions.add_parser("resume", help=text, description=text)

@@ -9,14 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sweeplab.cli import exits
-from sweeplab.cli.config_args import (
-    FORMATTER,
-    add_cfg,
-    add_config_dir,
-    add_overrides,
-    compose_for,
-    groups_help,
-)
+from sweeplab.cli.config_args import add_config_command, compose_for
 from sweeplab.cli.output import console
 from sweeplab.metrics import TRAIN_PENALTY
 
@@ -25,11 +18,7 @@ HELP = "train one model and record it as an MLflow run"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(NAME, help=HELP, description=HELP, epilog=groups_help(), formatter_class=FORMATTER)
-    add_config_dir(p)
-    add_cfg(p, "train")
-    add_overrides(p, "optimizer=adam trainer.epochs=10")
-    p.set_defaults(run=run)
+    add_config_command(sub, NAME, HELP, "train", "optimizer=adam trainer.epochs=10").set_defaults(run=run)
 
 
 def fmt_metrics(m: dict[str, float], keys: Sequence[str]) -> str:
