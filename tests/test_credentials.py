@@ -179,8 +179,11 @@ class CommandLines:
                 return
 
     def search(self, search: Search, typed_by_user: tuple[int, ...] = ()) -> str:
-        """All command lines but those of the commands the test typed, as one text."""
-        lines = [line for pid, seen in self.seen.items() if pid not in typed_by_user for line in seen]
+        """All command lines but those of the commands the test typed, as one text. A process that a
+        typed command forks shows that command's own line until it execs (``git`` run by the command,
+        caught between fork and exec): the user's own text, left out by its content, not its pid."""
+        typed = {line for pid in typed_by_user for line in self.seen.get(pid, ())}
+        lines = [line for pid, seen in self.seen.items() if pid not in typed_by_user for line in seen - typed]
         text = "\n".join(sorted(set(lines)))
         search.bytes("a process's command line", text.encode())
         return text
