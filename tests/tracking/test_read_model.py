@@ -17,7 +17,7 @@ from servers import free_port
 from sweeplab.tracking.read_client import ClientReader
 from sweeplab.tracking.read_rest import RestReader
 from sweeplab.tracking.read_sql import SqlReader
-from sweeplab.tracking.reader import SWEEP_TAGS, open_reader
+from sweeplab.tracking.reader import SWEEP_TAGS, child_runs, open_reader
 from sweeplab.tracking.uri import StoreError
 
 pytestmark = pytest.mark.service
@@ -63,6 +63,12 @@ def check(reader, wrote: dict) -> None:
     assert [k.run_id for k in kids] == wrote["kids"] and [k.status for k in kids] == ["FINISHED"] * 2
     assert [k.sampled for k in kids] == [{"optimizer.lr": 0.001}, {"optimizer.lr": 0.01}]
     assert kids[0].metrics == {"val/acc": 0.75} and kids[0].parent_id == sweep.run_id
+    assert (
+        reader.run(wrote["kids"][0]) == kids[0] and reader.run(sweep.run_id).tags == sweep.tags
+    )  # (NaN metric)
+    assert reader.run("0" * 32) is None
+    runs, points = child_runs(reader, sweep.run_id)  # what a sweep's summary and a resume read
+    assert runs == kids and points[wrote["kids"][1]]["val/acc"][-1].value == 0.3
     histories = reader.histories(wrote["kids"], ["val/acc"])
     assert {
         run: {k: [(p.step, p.value) for p in points] for k, points in h.items()}

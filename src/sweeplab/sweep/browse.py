@@ -128,20 +128,6 @@ class Sweep:
         }
 
 
-@dataclass
-class Trial:
-    """A trial's child run with the best value of the sweep's metric over its epochs."""
-
-    name: str
-    run_id: str
-    status: str
-    sampled: dict[str, Any]
-    best: float
-    epochs: int
-    metrics: dict[str, float]
-    tags: dict[str, str]
-
-
 # ------------------------------------------------------------------ finding sweeps
 def list_sweeps(reader: Reader, experiment: str | None = None) -> list[Sweep]:
     """Every sweep, newest first."""
@@ -197,52 +183,38 @@ def describe_counts(counts: dict[str, int]) -> str:
     return f"{sum(counts.values())} ({parts})" if counts else "0"
 
 
-def trials(reader: Reader, sweep: Sweep) -> list[Trial]:
-    """Every trial with the best value of the sweep's metric over its epochs (one read of all)."""
+def trials(reader: Reader, sweep: Sweep) -> list[TrialSummary]:
+    """Every trial judged as the sweep's end judges it (the epoch whose weights it kept), from one
+    read of the sweep's metric for all; a trial still running has the status it has so far."""
     runs = reader.children(sweep.run)
     histories = reader.histories([r.run_id for r in runs], [sweep.metric])
-    objective = sweep.objective
-    out = []
-    for run in runs:
-        points = [(p.step, p.value) for p in histories[run.run_id].get(sweep.metric, []) if p.step > 0]
-        values = [v for _, v in points if math.isfinite(v)]
-        best = objective.best(values, default=objective.worst)
-        out.append(
-            Trial(
-                name=run.name,
-                run_id=run.run_id,
-                status=run.tags.get(STATUS_TAG, ""),
-                sampled=run.sampled,
-                best=best,
-                epochs=len({step for step, _ in points}),
-                metrics=run.metrics,
-                tags=run.tags,
-            )
-        )
-    return out
+    return [
+        results.trial_of(run, histories[run.run_id], sweep.objective, unclosed=run.tags.get(STATUS_TAG, ""))
+        for run in runs
+    ]
 
 
-def ranked(sweep: Sweep, trial_list: list[Trial]) -> list[Trial]:
+def ranked(sweep: Sweep, trial_list: list[TrialSummary]) -> list[TrialSummary]:
     """Trials that trained, best first by the sweep's metric and mode."""
     done = [t for t in trial_list if t.epochs and math.isfinite(t.best)]
     return sweep.objective.ranked(done, key=lambda t: t.best)
 
 
-def ranked_first(sweep: Sweep, trial_list: list[Trial]) -> list[Trial]:
+def ranked_first(sweep: Sweep, trial_list: list[TrialSummary]) -> list[TrialSummary]:
     """Every trial: those that trained best first, then the others by name."""
     top = ranked(sweep, trial_list)
     return top + sorted((t for t in trial_list if t not in top), key=lambda t: t.name)
 
 
 # ------------------------------------------------------------------ show
-def summary(reader: Reader, sweep: Sweep, trial_list: list[Trial] | None = None) -> SweepSummary:
+def summary(reader: Reader, sweep: Sweep, trial_list: list[TrialSummary] | None = None) -> SweepSummary:
     """What :func:`sweeplab.sweep.view.print_summary` shows at a sweep's end, from the store.
 
     Only for a summarized sweep: the best trial, test figures and compute accounting are the
     summary's, recorded on the parent run."""
     trial_list = trials(reader, sweep) if trial_list is None else trial_list
     m = sweep.metrics
-    rows = tuple(_trial_summary(t) for t in trial_list)
+    rows = tuple(trial_list)
     compute = results.Compute(
         epochs_run=int(m.get("compute/trial_epochs", 0)),
         epochs_budget=int(m.get("compute/trial_epochs_budget", 0)),
@@ -265,7 +237,7 @@ def summary(reader: Reader, sweep: Sweep, trial_list: list[Trial] | None = None)
     if best is not None and sweep.best is not None:
         out = replace(
             out,
-            best=next(r for r in rows if r.run_id == best.run_id),
+            best=best,
             best_config=sweep.best_config or best.sampled,  # what its weights were trained with last
             best_epoch={k.removeprefix("best/"): v for k, v in m.items() if k.startswith("best/")},
             test={TEST_ACC: m.get(TEST_ACC, math.nan), TEST_LOSS: m.get(TEST_LOSS, math.nan)},
@@ -274,21 +246,7 @@ def summary(reader: Reader, sweep: Sweep, trial_list: list[Trial] | None = None)
     return out
 
 
-def _trial_summary(t: Trial) -> TrialSummary:
-    return TrialSummary(
-        name=t.name,
-        run_id=t.run_id,
-        trial_id=t.tags.get(TRIAL_ID_TAG),
-        status=t.status,
-        sampled=t.sampled,
-        best=t.best,
-        epochs=t.epochs,
-        metrics=t.metrics,
-        tags=t.tags,
-    )
-
-
-def robust_winner(sweep: Sweep, trial_list: list[Trial], best: Trial) -> RobustSelection | None:
+def robust_winner(sweep: Sweep, trial_list: list[TrialSummary], best: TrialSummary) -> RobustSelection | None:
     """The re-evaluation stage's winner (mean ± std over fresh seeds), as the parent records it.
 
     The parent keeps the winner's figures only (``robust/*``), so the table of re-evaluated
@@ -314,7 +272,7 @@ def robust_winner(sweep: Sweep, trial_list: list[Trial], best: Trial) -> RobustS
     )
 
 
-def best_so_far(sweep: Sweep, trial_list: list[Trial]) -> dict[str, Any] | None:
+def best_so_far(sweep: Sweep, trial_list: list[TrialSummary]) -> dict[str, Any] | None:
     """An unsummarized sweep's best trial among those that logged epochs."""
     top = ranked(sweep, [t for t in trial_list if t.tags.get(STAGE_TAG, Stage.search) == Stage.search])
     return {"name": top[0].name, "value": top[0].best, "sampled": top[0].sampled} if top else None

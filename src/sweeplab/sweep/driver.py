@@ -43,6 +43,7 @@ from sweeplab.sweep.storage import Storage, fetch, hide_credentials, prune_check
 from sweeplab.tracking import delivery
 from sweeplab.tracking.outbox import FILE as OUTBOX_FILE
 from sweeplab.tracking.outbox import Outbox
+from sweeplab.tracking.reader import open_reader
 from sweeplab.tracking.store import Tracker, resolve_uri
 
 DRAIN_S = float(os.environ.get("SWEEPLAB_DRAIN_S", "60"))  # how long a sweep's end waits for the store
@@ -223,7 +224,7 @@ def _outbox(state: SweepState, tracker: Tracker) -> Outbox:
     outbox = Outbox(local, delivery.Delivery(tracker, fetch, prune_checkpoints))
     outbox.bind(PARENT, state.parent_run_id)
     if elsewhere:
-        adopt_runs(outbox, tracker, state.parent_run_id)
+        adopt_runs(outbox, open_reader(tracker.cfg), state.parent_run_id)
     return outbox.start()
 
 

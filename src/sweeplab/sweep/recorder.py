@@ -32,6 +32,8 @@ from sweeplab.stage import REEVALUATION_POINT, Stage
 from sweeplab.status import TrialStatus
 from sweeplab.sweep.storage import checkpoint_uri
 from sweeplab.tracking import delivery
+from sweeplab.tracking.reader import Reader, child_runs
+from sweeplab.tracking.records import epoch_rows
 from sweeplab.tracking.store import project_tags, with_targets
 from sweeplab.tracking.tags import (
     BEST_EPOCH_TAG,
@@ -373,14 +375,13 @@ def error_text(trial) -> str:
     return lines[-1][-2000:] if lines else "trial raised an error (see the trial's error.txt)"
 
 
-def adopt_runs(outbox, tracker, parent_run_id: str) -> None:
+def adopt_runs(outbox, reader: Reader, parent_run_id: str) -> None:
     """A resume on a machine without this sweep's journal (or with an older copy of it): what
     the store already holds is the truth, so no run is created twice and no epoch logged twice."""
-    from sweeplab.tracking import sampled_values
-
     saved = outbox.state("trial/")
-    for run in tracker.child_runs(parent_run_id):
-        tags = run.data.tags
+    runs, points = child_runs(reader, parent_run_id)
+    for run in runs:
+        tags = run.tags
         trial_id = tags.get(TRIAL_ID_TAG)
         if not trial_id:
             continue
@@ -388,14 +389,14 @@ def adopt_runs(outbox, tracker, parent_run_id: str) -> None:
         rec = (
             TrialRecord.from_json(saved[key])
             if key in saved
-            else TrialRecord(trial_id, int(tags.get(TRIAL_NUMBER_TAG, 0)), sampled_values(run.data.params))
+            else TrialRecord(trial_id, int(tags.get(TRIAL_NUMBER_TAG, 0)), run.sampled)
         )
-        history = tracker.history(run.info.run_id)
+        history = epoch_rows(points[run.run_id])
         if history and history[-1][EPOCH] > rec.last_logged:
             rec.history, rec.last_logged = history, int(history[-1][EPOCH])
         rec.created = True
-        rec.config_logged = rec.config_logged or "trainer.epochs" in run.data.params
+        rec.config_logged = rec.config_logged or "trainer.epochs" in run.params
         with contextlib.suppress(ValueError):
             rec.status = TrialStatus(tags.get(STATUS_TAG, rec.status))
-        outbox.bind(key, run.info.run_id)
+        outbox.bind(key, run.run_id)
         outbox.write(state={key: rec.to_json()})

@@ -29,6 +29,7 @@ from sweeplab.metrics import best_epoch as best_epoch_of
 from sweeplab.objective import Mode, Objective
 from sweeplab.stage import Stage
 from sweeplab.status import TrialStatus
+from sweeplab.tracking.records import Points, RunRecord, epoch_rows
 from sweeplab.tracking.tags import (
     BEST_EPOCH_TAG,
     EPOCHS_TRAINED_TAG,
@@ -155,11 +156,32 @@ def kept_best(history, tags: Mapping[str, str], metric: str, mode: str | Mode) -
     return best_epoch_of(history, metric, mode)
 
 
-def status_of(tag: str | None) -> TrialStatus:
+def status_of(tag: str | None, unclosed: TrialStatus | str = TrialStatus.failed) -> TrialStatus | str:
+    """The trial's status tag; ``unclosed`` for a run sweeplab did not close (at a sweep's end, a
+    failure; to a reader while the sweep runs, not known yet)."""
     try:
         return TrialStatus(tag)
-    except ValueError:  # a run sweeplab did not close
-        return TrialStatus.failed
+    except ValueError:
+        return unclosed
+
+
+def trial_of(
+    run: RunRecord,
+    points: Mapping[str, Points],
+    objective: Objective,
+    unclosed: TrialStatus | str = TrialStatus.failed,
+) -> TrialSummary:
+    """A trial from the read model: its child run's record and its metrics' points."""
+    return trial_summary(
+        name=run.name,
+        run_id=run.run_id,
+        tags=run.tags,
+        sampled=run.sampled,
+        history=epoch_rows(points),
+        metrics=run.metrics,
+        objective=objective,
+        unclosed=unclosed,
+    )
 
 
 def trial_summary(
@@ -171,6 +193,7 @@ def trial_summary(
     history: Sequence[Mapping[str, float]],
     metrics: Mapping[str, float],
     objective: Objective,
+    unclosed: TrialStatus | str = TrialStatus.failed,
 ) -> TrialSummary:
     """A trial from its run's record: its kept best epoch and that epoch's value."""
     best = kept_best(history, tags, objective.metric, objective.mode)
@@ -178,7 +201,7 @@ def trial_summary(
         name=name,
         run_id=run_id,
         trial_id=tags.get(TRIAL_ID_TAG),
-        status=status_of(tags.get(STATUS_TAG)),
+        status=status_of(tags.get(STATUS_TAG), unclosed),
         sampled=dict(sampled),
         best=best[objective.metric] if best is not None else objective.worst,
         best_epoch=best,

@@ -28,9 +28,9 @@ from sweeplab.sweep.results import (
     SweepSummary,
     TrialSummary,
     kept_best,
-    trial_summary,
 )
-from sweeplab.tracking import Tracker, sampled_values
+from sweeplab.tracking import Tracker
+from sweeplab.tracking.reader import Reader, child_runs, open_reader
 from sweeplab.tracking.tags import (
     BEST_RUN_ID_TAG,
     BEST_STATUS_TAG,
@@ -41,20 +41,10 @@ from sweeplab.tracking.tags import (
 __all__ = ["SweepSummary", "TrialSummary", "kept_best", "model_name", "summarize", "trained_values"]
 
 
-def read_trials(tracker: Tracker, parent_run_id: str, objective: Objective) -> list[TrialSummary]:
+def read_trials(reader: Reader, parent_run_id: str, objective: Objective) -> list[TrialSummary]:
     """Every trial of the sweep as the store holds it (whichever driver process ran it)."""
-    return [
-        trial_summary(
-            name=run.info.run_name,
-            run_id=run.info.run_id,
-            tags=run.data.tags,
-            sampled=sampled_values(run.data.params),
-            history=tracker.history(run.info.run_id),
-            metrics=run.data.metrics,
-            objective=objective,
-        )
-        for run in tracker.child_runs(parent_run_id)
-    ]
+    runs, points = child_runs(reader, parent_run_id)
+    return [results.trial_of(run, points[run.run_id], objective) for run in runs]
 
 
 def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: float) -> SweepSummary:
@@ -64,7 +54,7 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
     objective = Objective.of(tune_cfg)
     metric = objective.metric
     parent = state.parent_run_id
-    trials = read_trials(tracker, parent, objective)
+    trials = read_trials(open_reader(tracker.cfg), parent, objective)
     summary = SweepSummary(
         name=state.name,
         parent_run_id=parent,

@@ -59,6 +59,16 @@ class ClientReader(SearchReader):
             if not (token := page.token):
                 return ids
 
+    def run(self, run_id: str) -> RunRecord | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self._record(self.client.get_run(run_id))
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+
     def histories(
         self, run_ids: Iterable[str], keys: Iterable[str] | None = None
     ) -> dict[str, dict[str, Points]]:

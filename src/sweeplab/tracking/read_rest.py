@@ -51,7 +51,7 @@ class RestReader(SearchReader):
                 f"the tracking server at {self.shown} refused the request (HTTP {answer.status_code}); set "
                 "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD for a user allowed to read"
             )
-        if answer.status_code == 404 and endpoint == "experiments/get-by-name":
+        if answer.status_code == 404 and endpoint in ("experiments/get-by-name", "runs/get"):
             return {}
         if not answer.ok:
             raise StoreError(
@@ -110,6 +110,10 @@ class RestReader(SearchReader):
         return ids
 
     # -- the read model
+    def run(self, run_id: str) -> RunRecord | None:
+        found = self._call("GET", "runs/get", params={"run_id": run_id}).get("run")
+        return self._record(found) if found else None
+
     def histories(
         self, run_ids: Iterable[str], keys: Iterable[str] | None = None
     ) -> dict[str, dict[str, Points]]:

@@ -140,6 +140,12 @@ class SqlReader(Reader):
                 return []
             return self._client().runs_tagged(tags, experiment)
 
+    def run(self, run_id: str) -> RunRecord | None:
+        try:
+            return self._records([run_id]).get(run_id)
+        except SchemaChanged:
+            return self._client().run(run_id)
+
     def children(self, parent: RunRecord) -> list[RunRecord]:
         try:
             ids = [

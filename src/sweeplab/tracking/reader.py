@@ -11,14 +11,17 @@ Only reads go this way; every write goes through :class:`~sweeplab.tracking.stor
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
+from sweeplab.metrics import is_epoch_metric
 from sweeplab.redact import scrub
 from sweeplab.tracking import views
 from sweeplab.tracking.records import PARENT_TAG, ModelVersion, Points, RunRecord
 from sweeplab.tracking.tags import KIND_TAG, SWEEP_KIND
-from sweeplab.tracking.uri import is_database, is_server, resolve_uri, ui_base
+from sweeplab.tracking.uri import StoreError, is_database, is_server, resolve_uri, ui_base
+
+T = TypeVar("T")
 
 SWEEP_TAGS = {KIND_TAG: SWEEP_KIND}  # a sweep's parent run
 
@@ -33,6 +36,10 @@ class Reader(ABC):
     def runs_tagged(self, tags: Mapping[str, str], experiment: str | None = None) -> list[RunRecord]:
         """Active runs of active experiments (or of ``experiment``) carrying every tag, newest first;
         ValueError when ``experiment`` is no active experiment."""
+
+    @abstractmethod
+    def run(self, run_id: str) -> RunRecord | None:
+        """The run ``run_id``, None where the store has no such run."""
 
     @abstractmethod
     def children(self, parent: RunRecord) -> list[RunRecord]:
@@ -90,3 +97,34 @@ def open_reader(tracking_cfg: Mapping[str, Any]) -> Reader:
     from sweeplab.tracking.read_client import ClientReader
 
     return ClientReader(tracking_cfg)
+
+
+def patiently(read: Callable[[], T], seconds: float = 60.0) -> T:
+    """A read by a long-running process (a sweep's end, a resume) that rides out a short outage
+    of the store; a command a user typed reads once and says at once what is wrong."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+    for attempt in Retrying(
+        retry=retry_if_exception_type(StoreError),
+        wait=wait_exponential(multiplier=0.25, max=5),
+        stop=stop_after_delay(seconds),
+        reraise=True,
+    ):
+        with attempt:
+            return read()
+    raise AssertionError("unreachable")  # Retrying either returns or raises
+
+
+def child_runs(reader: Reader, parent_run_id: str) -> tuple[list[RunRecord], dict[str, dict[str, Points]]]:
+    """A sweep's child runs and their epoch metrics' points, read patiently: the summary and a
+    resume's adoption of runs read them in the driver, which rides out a short outage."""
+
+    def read() -> tuple[list[RunRecord], dict[str, dict[str, Points]]]:
+        parent = reader.run(parent_run_id)
+        if parent is None:
+            raise RuntimeError(f"the sweep's parent run {parent_run_id} is not in the store {reader.shown}")
+        runs = reader.children(parent)
+        keys = sorted({key for run in runs for key in run.metrics if is_epoch_metric(key)})
+        return runs, reader.histories([run.run_id for run in runs], keys)
+
+    return patiently(read)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from sweeplab.metrics import EPOCH, is_epoch_metric
 from sweeplab.tracking.tags import PARENT_RUN_ID_TAG
 
 PARENT_TAG = PARENT_RUN_ID_TAG  # MLflow's own: a child run names its parent
@@ -68,3 +69,15 @@ def sampled_values(params: Mapping[str, str]) -> dict[str, Any]:
                 value = text
             out[key.removeprefix("sampled.")] = value
     return out
+
+
+def epoch_rows(metrics: Mapping[str, Points]) -> list[dict[str, float]]:
+    """A run's epochs as rows: one per step from 1 on, each epoch metric's value there and
+    ``epoch``; where a step was logged twice (a replayed epoch) the later value stands."""
+    by_step: dict[int, dict[str, float]] = {}
+    for key, points in metrics.items():
+        if is_epoch_metric(key):
+            for point in points:
+                if point.step > 0:
+                    by_step.setdefault(point.step, {EPOCH: point.step})[key] = point.value
+    return [by_step[step] for step in sorted(by_step)]

@@ -419,28 +419,6 @@ class Tracker:
         self.log_text(run_id, yaml.safe_dump(dict(environment), sort_keys=False), "environment.yaml")
         return run_id
 
-    def child_runs(self, parent_run_id: str) -> list:
-        run = self._client.get_run(parent_run_id)
-        return self._client.search_runs(
-            [run.info.experiment_id],
-            filter_string=f"tags.{PARENT_RUN_ID_TAG} = '{parent_run_id}'",
-            max_results=10000,
-        )
-
-    def history(self, run_id: str) -> list[dict[str, float]]:
-        """A run's per-epoch metrics back as one dict per epoch (step)."""
-        from sweeplab.metrics import is_epoch_metric
-
-        by_step: dict[int, dict[str, float]] = {}
-        run = self._client.get_run(run_id)
-        for key in run.data.metrics:
-            if not is_epoch_metric(key):
-                continue
-            for m in self._client.get_metric_history(run_id, key):
-                if m.step > 0:
-                    by_step.setdefault(m.step, {EPOCH: m.step})[key] = m.value
-        return [by_step[s] for s in sorted(by_step)]
-
     def mark_interrupted(self, run_id: str, sweep_name: str) -> None:
         self.end_run(
             run_id, "interrupted", f"interrupted; continue with `sweeplab sweep resume {sweep_name}`"
