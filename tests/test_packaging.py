@@ -1,4 +1,5 @@
-"""What leaves the repository: the wheel (with conf/ inside), `make clean`, what git ignores."""
+"""What leaves the repository: the wheel (with conf/ inside, without the benchmarks), `make clean`,
+what git ignores."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ def test_the_wheel_works_outside_the_repository(tmp_path):
     assert shipped_conf == {str(p.relative_to(REPO / "conf")) for p in (REPO / "conf").rglob("*.yaml")}
     code = {str(p.relative_to(REPO / "src")) for p in (REPO / "src" / "sweeplab").rglob("*.py")}
     assert code <= names, f"modules missing from the wheel: {sorted(code - names)}"
+    # the benchmarks stay in the repository (bench/, python -m bench)
+    assert not [n for n in names if n.startswith(("bench/", "sweeplab/bench/"))]
 
     venv = fresh_venv(tmp_path)
     python = venv / "bin" / "python"
@@ -104,6 +107,8 @@ def test_make_clean_removes_what_the_project_writes_and_keeps_data(tmp_path):
         ".ruff_cache/x",
         "src/sweeplab/__pycache__/x.pyc",
         "tests/__pycache__/x.pyc",
+        "bench/__pycache__/x.pyc",
+        "bench/peers/__pycache__/x.pyc",
         "src/sweeplab.egg-info/PKG-INFO",
         "build/lib/x",
         "dist/sweeplab.whl",
@@ -118,6 +123,7 @@ def test_make_clean_removes_what_the_project_writes_and_keeps_data(tmp_path):
     kept = [
         "data/fashion-mnist/train-images-idx3-ubyte.gz",
         "src/sweeplab/cli/main.py",
+        "bench/peers/task.py",
         "conf/config.yaml",
         "my.npz",
     ]
