@@ -67,10 +67,10 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not service" $(PYTEST_ARGS)
 
 bench: data
-	$(PY) -m sweeplab.bench $(ARGS)
+	$(PY) -m bench $(ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff check src tests bench
 
 ui: $(STAMP)
 	$(VENV)/bin/sweeplab ui
@@ -97,4 +97,4 @@ down:
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info \
 	  mlflow.db mlartifacts mlruns sweeps .bench outputs .test-artifacts
-	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +
+	find src tests bench -name __pycache__ -type d -prune -exec rm -rf {} +

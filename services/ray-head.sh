@@ -20,11 +20,12 @@
 #   sweeplab sweep cluster=existing cluster.address=127.0.0.1:6379 ...
 # Every node needs sweeplab installed (the same .venv) and the data (SWEEPLAB_DATA_DIR or the Debian package).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"  # services/, or the copy installed with sweeplab
+cd "$here/.."
 RAY=.venv/bin/ray
 [ -x "$RAY" ] || RAY=ray
 export RAY_USAGE_STATS_ENABLED=0
-source services/lib/ray-auth.sh
+source "$here/lib/ray-auth.sh"
 ray_auth_setup head
 dashboard=(--include-dashboard=false)
 if [[ "${SWEEPLAB_RAY_DASHBOARD:-false}" == true ]]; then

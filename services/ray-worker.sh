@@ -13,11 +13,12 @@
 #   RAY_AUTH_TOKEN_PATH  the cluster's token file [~/.ray/auth_token]: copy it from the head
 # Extra arguments go to `ray start`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"  # services/, or the copy installed with sweeplab
+cd "$here/.."
 RAY=.venv/bin/ray
 [ -x "$RAY" ] || RAY=ray
 export RAY_USAGE_STATS_ENABLED=0
-source services/lib/ray-auth.sh
+source "$here/lib/ray-auth.sh"
 ray_auth_setup worker
 exec "$RAY" start --block \
   --address="${SWEEPLAB_RAY_ADDRESS:?set SWEEPLAB_RAY_ADDRESS to the head, e.g. 127.0.0.1:6379}" \

@@ -1,8 +1,10 @@
-"""What leaves the repository: the wheel (with conf/ inside), `make clean`, what git ignores."""
+"""What leaves the repository: the wheel (with conf/ and the services scripts inside, without the
+benchmarks), `make clean`, what git ignores."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -30,6 +32,7 @@ def build_wheel(tmp_path: Path) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, src / name)
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    # symlinks=False: src/sweeplab/services/scripts (a link to services/) arrives as the files
     shutil.copytree(REPO / "src", src / "src", ignore=ignore)
     shutil.copytree(REPO / "conf", src / "conf", ignore=ignore)
     # No build isolation and no index: setuptools comes from this environment, nothing is downloaded.
@@ -55,11 +58,29 @@ def fresh_venv(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_the_wheel_works_outside_the_repository(tmp_path):
     wheel = build_wheel(tmp_path)
-    names = set(zipfile.ZipFile(wheel).namelist())
+    with zipfile.ZipFile(wheel) as whl:
+        infos = whl.infolist()
+        modules = {i.filename: whl.read(i).decode() for i in infos if i.filename.endswith(".py")}
+    names = {i.filename for i in infos}
     shipped_conf = {n.removeprefix("sweeplab/conf/") for n in names if n.startswith("sweeplab/conf/")}
     assert shipped_conf == {str(p.relative_to(REPO / "conf")) for p in (REPO / "conf").rglob("*.yaml")}
     code = {str(p.relative_to(REPO / "src")) for p in (REPO / "src" / "sweeplab").rglob("*.py")}
     assert code <= names, f"modules missing from the wheel: {sorted(code - names)}"
+    # the benchmarks stay in the repository (bench/, python -m bench)
+    assert not [n for n in names if n.startswith(("bench/", "sweeplab/bench/"))]
+    # the scripts `sweeplab services` runs, executable, from the repository's one copy in services/
+    scripts = {str(p.relative_to(REPO / "services")): p for p in (REPO / "services").glob("**/*.sh")}
+    shipped = {
+        i.filename.removeprefix("sweeplab/services/scripts/"): i.external_attr >> 16
+        for i in infos
+        if i.filename.startswith("sweeplab/services/scripts/")
+    }
+    assert set(shipped) == set(scripts)
+    assert all(bool(mode & 0o111) == os.access(scripts[n], os.X_OK) for n, mode in shipped.items())
+    # an installed module never climbs out of the package to a checkout's folders; project.py alone
+    # looks for the checkout's conf/ beside src/ first (builtin_conf_dir), then its installed copy
+    climbing = {n for n, text in modules.items() if re.search(r"\.parents\[|\.parent\.parent\b", text)}
+    assert climbing <= {"sweeplab/project.py"}, climbing
 
     venv = fresh_venv(tmp_path)
     python = venv / "bin" / "python"
@@ -73,7 +94,8 @@ def test_the_wheel_works_outside_the_repository(tmp_path):
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("SWEEPLAB_CONFIG_DIR", "PYTHONPATH", "MLFLOW_TRACKING_URI")
+        if k not in ("SWEEPLAB_CONFIG_DIR", "SWEEPLAB_SERVICES_DIR", "PYTHONPATH", "MLFLOW_TRACKING_URI")
+        and not k.startswith("RAY_")
     }
     where = run(
         [
@@ -86,12 +108,41 @@ def test_the_wheel_works_outside_the_repository(tmp_path):
     ).stdout.split()
     assert all(Path(p).is_relative_to(venv) for p in where), where  # the installed copy, not the checkout
 
+    # `sweeplab services` finds the installed scripts; one runs, its lib/ beside it: a worker without
+    # the cluster's token stops before it starts Ray
+    check = (
+        "from sweeplab.services import catalog as c; print(c.services_dir({}));"
+        "assert all(s.installed({}) for s in c.SERVICES.values())"
+    )
+    (scripts_dir,) = run([str(python), "-c", check], outside, env).stdout.split()
+    assert Path(scripts_dir).is_relative_to(venv), scripts_dir
+    worker = subprocess.run(
+        [str(Path(scripts_dir) / "ray-worker.sh")],
+        cwd=outside,
+        env={**env, "SWEEPLAB_RAY_ADDRESS": "127.0.0.1:1", "RAY_AUTH_TOKEN_PATH": str(outside / "no-token")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert worker.returncode == 2 and "no token in" in worker.stderr, worker.stderr
+
     summary = run([str(venv / "bin" / "sweeplab"), "summary"], outside, env)
     assert "Total params: 101,770" in summary.stdout  # the course network on Fashion-MNIST
     run([str(venv / "bin" / "sweeplab"), "train", "data=digits", "trainer.epochs=1"], outside, env)
     client = MlflowClient(f"sqlite:///{outside / 'mlflow.db'}")
     (run_,) = client.search_runs([client.get_experiment_by_name("sweeplab").experiment_id])
     assert run_.info.status == "FINISHED" and run_.data.params["data.name"] == "digits"
+
+
+def test_the_services_scripts_have_one_copy():
+    """The package's scripts folder is a link to services/: the wheel gets the files, the repository
+    keeps one copy, and a checkout's `sweeplab services` runs services/ itself (beside its .venv)."""
+    from sweeplab.services import catalog
+
+    link = REPO / "src" / "sweeplab" / "services" / "scripts"
+    assert link.is_symlink() and link.resolve() == (REPO / "services").resolve()
+    assert catalog.services_dir({}) == (REPO / "services").resolve()
+    assert catalog.services_dir({"SWEEPLAB_SERVICES_DIR": "/app/services"}) == Path("/app/services")
 
 
 def test_make_clean_removes_what_the_project_writes_and_keeps_data(tmp_path):
@@ -104,6 +155,8 @@ def test_make_clean_removes_what_the_project_writes_and_keeps_data(tmp_path):
         ".ruff_cache/x",
         "src/sweeplab/__pycache__/x.pyc",
         "tests/__pycache__/x.pyc",
+        "bench/__pycache__/x.pyc",
+        "bench/peers/__pycache__/x.pyc",
         "src/sweeplab.egg-info/PKG-INFO",
         "build/lib/x",
         "dist/sweeplab.whl",
@@ -118,6 +171,7 @@ def test_make_clean_removes_what_the_project_writes_and_keeps_data(tmp_path):
     kept = [
         "data/fashion-mnist/train-images-idx3-ubyte.gz",
         "src/sweeplab/cli/main.py",
+        "bench/peers/task.py",
         "conf/config.yaml",
         "my.npz",
     ]

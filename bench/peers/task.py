@@ -1,6 +1,6 @@
 """The task every peer program solves, as the orchestrator hands it over, and the log it keeps.
 
-The orchestrator (``sweeplab.bench.peers``) writes two files into the bench folder: the
+The orchestrator (``bench.peers.race``) writes two files into the bench folder: the
 split (``split.npz``, sweeplab's own 55,000 / 5,000 / 10,000 Fashion-MNIST split) and
 ``task.json`` (sweeplab's search space and budgets, read from its composed config, with every
 group option resolved to its settings). A peer reads both, so it searches exactly the space

@@ -2,7 +2,7 @@
 
 import torch
 
-from sweeplab.bench.batched import Batched, batch_orders, make_models, sequential
+from bench.batched import Batched, batch_orders, make_models, sequential
 from sweeplab.data import DataBundle
 
 

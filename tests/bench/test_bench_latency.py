@@ -9,8 +9,9 @@ import re
 
 import pytest
 
-from sweeplab.bench import latency, peers
-from sweeplab.bench import results as saved
+from bench import latency
+from bench import results as saved
+from bench.peers import race as peers
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_a_saved_result_reads_back_and_renders_its_figures(tmp_path):
                   {"median_s": 2.46}),
         saved.Row("batched", "batched: 8 trials", "0.1s vs 0.4s", 0.25, "measured", None),
     ]  # fmt: skip
-    path = saved.write(saved.new(["latency", "batched"], rows, ["python", "-m", "sweeplab.bench"]), tmp_path)
+    path = saved.write(saved.new(["latency", "batched"], rows, ["python", "-m", "bench"]), tmp_path)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d{6}Z-\w+-latency\+batched\.json", path.name)
     back = saved.read(path)
     assert back.rows == rows and not back.passed
@@ -95,7 +96,7 @@ def test_the_peers_summary_is_saved_with_its_verdict(tmp_path):
         "run_dir": str(tmp_path), "runs": runs,
         "medians": {t: peers.medians([r for r in runs if r["tool"] == t]) for t in ("sweeplab", "optuna")},
     }  # fmt: skip
-    back = saved.read(peers.save_summary(results, ["python", "-m", "sweeplab.bench.peers"], tmp_path))
+    back = saved.read(peers.save_summary(results, ["python", "-m", "bench.peers"], tmp_path))
     assert back.benches == ["peers"] and back.passed
     assert [r.passed for r in back.rows] == [None, None, True, True, True]
     assert "epochs" not in back.extra["peers"]["runs"][0]  # the trial-epochs stay in results.json

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from conftest import require_in_ci
 
-from sweeplab.bench import peers
-from sweeplab.bench.peers import PeerBenchError, Record, figures, medians, read_log, time_to
+from bench.peers import race as peers
+from bench.peers.race import PeerBenchError, Record, figures, medians, read_log, time_to
 
 
 def write_log(path, entries) -> None:
@@ -301,7 +301,7 @@ def test_meter_counts_and_ends_orphaned_descendants(tmp_path):
 
 
 def test_a_lever_under_test_is_the_last_word_of_sweeplabs_command(tmp_path):
-    from sweeplab.bench.peers import sweeplab_command
+    from bench.peers.race import sweeplab_command
     from sweeplab.config import compose
 
     lever = ["tune=optuna", "tune.mode=max"]

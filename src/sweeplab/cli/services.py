@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.table import Table
 
@@ -19,8 +21,8 @@ from sweeplab.services.supervisor import Record, Supervisor, state_dir
 NAME = "services"
 HELP = "start, stop and check the tracking server, Ray head/worker and nightly scheduler"
 WHERE = (
-    "The scripts in services/ run them; PID and log files are kept in $SWEEPLAB_STATE_DIR "
-    "(default ~/.local/state/sweeplab)."
+    "The scripts installed with sweeplab (its repository's services/; $SWEEPLAB_SERVICES_DIR: another "
+    "folder) run them; PID and log files are kept in $SWEEPLAB_STATE_DIR (default ~/.local/state/sweeplab)."
 )
 
 
@@ -127,7 +129,10 @@ def up(names: list[str], env: dict[str, str], sup: Supervisor, args: argparse.Na
 
 def _start(service: Service, env: dict[str, str], sup: Supervisor, timeout_s: float) -> bool:
     endpoint = service.endpoint(env, sup.dir)
-    child_env = {**env, "SWEEPLAB_STATE_DIR": str(sup.dir)}
+    # This Python's folder first on PATH: the scripts find its mlflow, ray and sweeplab where there is
+    # no checkout .venv beside them (an installed sweeplab, its venv not activated).
+    path = os.pathsep.join(p for p in (str(Path(sys.executable).parent), env.get("PATH")) if p)
+    child_env = {**env, "PATH": path, "SWEEPLAB_STATE_DIR": str(sup.dir)}
     if service.name == "ray-worker":
         child_env["SWEEPLAB_RAY_ADDRESS"] = endpoint
     if service.name == "nightly":

@@ -2,7 +2,9 @@
 
 Each one is a script under ``services/`` (the same one its systemd unit in
 ``services/systemd/`` runs) configured by environment variables; its endpoint is worked out
-from the same variables, with the same defaults as the script.
+from the same variables, with the same defaults as the script. The scripts are installed with
+the package (``sweeplab/services/scripts``): in the repository that folder is a link to its
+``services/``, the one copy of them; a wheel carries the files themselves.
 """
 
 from __future__ import annotations
@@ -11,21 +13,28 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 from sweeplab.services import health
 from sweeplab.services.health import Health
 
-ROOT = Path(__file__).resolve().parents[3]
 # The nightly scheduler touches this file in the state folder at least once a minute
 # (services/README.md, "Heartbeat"); older than this many seconds means it is stuck or gone.
 HEARTBEAT_FILE = "nightly.heartbeat"
 HEARTBEAT_MAX_AGE_S = 180.0
 
 
+def installed_dir() -> Path:
+    """The scripts installed with the package. Resolved: in a checkout, the link's target, so that a
+    script's parent folder is the checkout and it finds the checkout's ``.venv`` as when run by hand."""
+    return Path(str(files("sweeplab.services") / "scripts")).resolve()
+
+
 def services_dir(env: dict[str, str]) -> Path:
-    """``$SWEEPLAB_SERVICES_DIR`` (an installed image), else ``services/`` beside the sources."""
-    return Path(env.get("SWEEPLAB_SERVICES_DIR") or ROOT / "services")
+    """``$SWEEPLAB_SERVICES_DIR`` (an image's own copy), else the scripts installed with the package."""
+    given = env.get("SWEEPLAB_SERVICES_DIR")
+    return Path(given) if given else installed_dir()
 
 
 def ray_bin() -> str:

@@ -1,12 +1,12 @@
 """``make bench``: sweeplab's costs measured side by side in one run, printed as ratios.
 
 loop, loop-in-sweep: sweeplab's epoch against a bare PyTorch loop, alone and as trials
-of a sweep (sweeplab.bench.loops).
+of a sweep (bench.loops).
 
 tracking: milliseconds per reported epoch written to the embedded SQLite store.
 
 driver, throughput, recovery: the sweep driver and its tracking path under load
-(see sweeplab.bench.service). detector: the nightly regression detector's false
+(see bench.service). detector: the nightly regression detector's false
 alarms and detection rate on synthetic nights (sweeplab.nightly.bench).
 
 efficiency: a 16-trial sweep; the seconds trials spent training divided by wall
@@ -16,18 +16,18 @@ asha: the same 32 configurations of the Fashion-MNIST MLP space (20 epochs max)
 under FIFO and under ASHA: trial-epochs run and best validation accuracy.
 
 batched: K trials of one MLP architecture trained as one vmap-ed model against the same K
-trained one after another, one thread (sweeplab.bench.batched): seconds per model-epoch.
+trained one after another, one thread (bench.batched): seconds per model-epoch.
 
 quality: the 64-trial ASHA sweep of experiment=fashion_mnist_sweep on the full data:
 wall time and the best model's test accuracy.
 
 latency: seconds `sweeplab --help`, `sweeplab sweeps list` and `sweeplab sweeps show` take as fresh
-processes, the last two on a store of 100 sweeps (sweeplab.bench.latency).
+processes, the last two on a store of 100 sweeps (bench.latency).
 
 peers (only when asked, --only=peers): the default sweep against Optuna and KerasTuner
-(sweeplab.bench.peers; its own options, e.g. --budget-s 600 --seeds 0,1, pass through).
+(bench.peers.race; its own options, e.g. --budget-s 600 --seeds 0,1, pass through).
 
-Every run is saved to benchmarks/results/<UTC date>-<commit>-<benchmarks>.json (sweeplab.bench.results),
+Every run is saved to benchmarks/results/<UTC date>-<commit>-<benchmarks>.json (bench.results),
 which the documentation's Benchmarks page shows.
 """
 
@@ -44,10 +44,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from sweeplab.bench import EPOCH_METRICS
-from sweeplab.bench import results as saved
-from sweeplab.bench.loops import bench_loop, bench_loop_in_sweep
-from sweeplab.bench.sweeps import run_sweep_timed
+from bench import EPOCH_METRICS
+from bench import results as saved
+from bench.loops import bench_loop, bench_loop_in_sweep
+from bench.sweeps import run_sweep_timed
 from sweeplab.metrics import ROBUST_SINGLE_WINNER_TEST_ACC, TEST_ACC, VAL_ACC
 from sweeplab.redact import scrub
 from sweeplab.sweep.results import SweepSummary
@@ -159,7 +159,7 @@ def best_val_acc(summary: SweepSummary) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sweeplab.bench",
+        prog="python -m bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             ms_per_epoch=ms,
         )
     if "driver" in chosen:
-        from sweeplab.bench import service
+        from bench import service
 
         for concurrent in (2, 16):
             cost = service.driver_cost(concurrent)
@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 **{k: cost[k] for k in ("median_ms", "p99_ms", "results", "slow_warnings")},
             )
     if "throughput" in chosen:
-        from sweeplab.bench import service
+        from bench import service
 
         tp = service.throughput(args.postgres)
         row(
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             **{k: tp[k] for k in ("results", "seconds", "results_per_s", "lost", "write_median_ms")},
         )
     if "recovery" in chosen:
-        from sweeplab.bench import service
+        from bench import service
 
         rec = service.recovery()
         row(
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
             fifo_best_val_acc=f,
         )
     if "batched" in chosen:
-        from sweeplab.bench.batched import bench_batched
+        from bench.batched import bench_batched
         from sweeplab.config import compose, to_container
         from sweeplab.data import load_data
 
@@ -385,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             best_config=sampled,
         )
     if "latency" in chosen:
-        from sweeplab.bench import latency
+        from bench import latency
 
         for m in latency.measure():
             fails = f"; exit {','.join(map(str, m['exit_codes']))}: {m['error']}" if m["error"] else ""
@@ -417,13 +417,13 @@ def main(argv: list[str] | None = None) -> int:
             robust_test_acc=robust,
         )
     if "peers" in chosen:  # saves a result of its own
-        from sweeplab.bench import peers
+        from bench.peers import race as peers
 
         ok &= peers.main(rest) == 0
     console.print(table)
     if rows:
         benches = list(dict.fromkeys(r.bench for r in rows))
-        command = ["python", "-m", "sweeplab.bench", *map(scrub, sys.argv[1:] if argv is None else argv)]
+        command = ["python", "-m", "bench", *map(scrub, sys.argv[1:] if argv is None else argv)]
         result = saved.new(benches, rows, command)
         path = saved.write(result, label="default" if chosen == list(DEFAULT) else None)
         console.print(f"saved: {path}")

@@ -24,7 +24,7 @@ from multiprocessing import get_context
 import torch
 from torch import nn
 
-from sweeplab.bench.sweeps import run_sweep_timed
+from bench.sweeps import run_sweep_timed
 from sweeplab.config import compose, to_container
 from sweeplab.data import DataBundle, load_data
 from sweeplab.models import MLP, glorot_init

@@ -36,12 +36,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sweeplab.bench.results import machine
+from bench import ROOT
+from bench.results import machine
 from sweeplab.processes import start_group, stop
 
-ROOT = Path(__file__).resolve().parents[3]
 STOP_GRACE_S = 30  # a stopped tool's grace period before SIGKILL
-PEERS_DIR = ROOT / "bench" / "peers"
+PEERS_DIR = Path(__file__).resolve().parent  # the peer programs, run by path in their own environment
 BENCH_DIR = ROOT / ".bench"
 VENV = BENCH_DIR / "peers-venv"
 EXPERIMENT = "fashion_mnist_sweep"
@@ -706,10 +706,10 @@ SAVED_KEYS = (
 
 
 def summary_result(results: dict[str, Any], command: Sequence[str]):
-    """The run's summary as a saved result (sweeplab.bench.results): a row per tool's medians and per
+    """The run's summary as a saved result (bench.results): a row per tool's medians and per
     line of the goal's verdict, and the figures per tool and seed (not the trial-epochs, logs and
     outputs: results.json in the run's folder keeps those)."""
-    from sweeplab.bench import results as saved
+    from bench import results as saved
 
     summary = {k: results[k] for k in ("budget_s", "max_trials", "max_epochs", "seeds", "thresholds")}
     summary["sweeplab_overrides"] = results.get("sweeplab_overrides", [])
@@ -740,7 +740,7 @@ def summary_result(results: dict[str, Any], command: Sequence[str]):
 
 def save_summary(results: dict[str, Any], command: Sequence[str], directory: Path | None = None) -> Path:
     """The run's summary into benchmarks/results/ (or ``directory``); returns the file."""
-    from sweeplab.bench import results as saved
+    from bench import results as saved
 
     return saved.write(summary_result(results, command), directory or saved.RESULTS_DIR)
 
@@ -751,7 +751,7 @@ def _interrupt(signum, frame) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sweeplab.bench.peers",
+        prog="python -m bench.peers",
         description="sweeplab's default sweep vs Optuna and KerasTuner on the same task, one tool at a time",
     )
     parser.add_argument("--budget-s", type=float, default=600.0, help="wall-clock budget of each search (s)")
@@ -807,9 +807,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"interrupted: the running tool was stopped; what was measured is in {run_dir}")
         return 130
     report(results)
-    saved = save_summary(
-        results, ["python", "-m", "sweeplab.bench.peers", *(sys.argv[1:] if argv is None else argv)]
-    )
+    saved = save_summary(results, ["python", "-m", "bench.peers", *(sys.argv[1:] if argv is None else argv)])
     console.print(f"saved: {saved}")
     return 1 if any(r["error"] for r in results["runs"]) else 0
 

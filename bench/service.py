@@ -30,11 +30,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sweeplab.bench import EPOCH_METRICS
+from bench import EPOCH_METRICS, ROOT
 from sweeplab.config import compose, to_container
 from sweeplab.processes import start_group, stop
 
-ROOT = Path(__file__).resolve().parents[3]
 SERVICES = ROOT / "services"
 
 

@@ -28,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sweeplab.bench import EPOCH_METRICS
+from bench import EPOCH_METRICS, ROOT
 from sweeplab.metrics import (
     EPOCH,
     TEST_ACC,
@@ -45,7 +45,6 @@ from sweeplab.objective import Objective
 from sweeplab.stage import Stage
 from sweeplab.tracking import tags
 
-ROOT = Path(__file__).resolve().parents[3]
 STORE_DIR = ROOT / ".bench" / "latency-store-v1"
 SWEEPS, TRIALS, EPOCHS = 100, 8, 5
 BUDGETS_S = {"help": 0.3, "list": 1.0, "show": 1.0}

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from sweeplab.bench.loops import bare_epoch
+from bench.loops import bare_epoch
 from sweeplab.data import DataBundle
 from sweeplab.models import MLP, glorot_init
 

@@ -1,6 +1,6 @@
 """Saved benchmark results: one JSON file per run in ``benchmarks/results/``, read back, as Markdown.
 
-``make bench`` (``sweeplab.bench.__main__``) and the peers benchmark (``sweeplab.bench.peers``)
+``make bench`` (``bench.__main__``) and the peers benchmark (``bench.peers.race``)
 write one file per run, named ``<UTC date>-<short commit>-<benchmarks>.json``: when, at which
 commit (and whether the worktree had changes), on which machine, with which command, and per
 benchmark row what was measured, its figures, the ratio, the budget and the verdict. The docs'
@@ -24,7 +24,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[3]
+from bench import ROOT
+
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
 
@@ -180,7 +181,7 @@ def markdown(result: Result, bench: str | None = None, path: Path | None = None)
     """A result (or its rows of one benchmark) as Markdown: its provenance, then its table."""
     lines = [provenance(result, path), "", *table(r for r in result.rows if bench in (None, r.bench))]
     if "peers" in result.extra and bench in (None, "peers"):
-        from sweeplab.bench import peers
+        from bench.peers import race as peers
 
         lines += [
             "",
@@ -206,6 +207,6 @@ def latest_markdown(benches: Sequence[str], directory: Path = RESULTS_DIR, level
     return "\n".join(out)
 
 
-if __name__ == "__main__":  # python -m sweeplab.bench.results FILE...: print saved results as Markdown
+if __name__ == "__main__":  # python -m bench.results FILE...: print saved results as Markdown
     for arg in sys.argv[1:]:
         print(markdown(read(Path(arg)), path=Path(arg).resolve()))
