@@ -61,21 +61,21 @@ def mlflow_runs(home: Path, night: date | None = None) -> list:
 
 
 def verdict_of(outcome, entry: str, metric: str):
-    return next(j.verdict for j in outcome.judged if (j.entry, j.watch.metric) == (entry, metric))
+    return next(j.judgement for j in outcome.judged if (j.entry, j.watch.metric) == (entry, metric))
 
 
 def test_unchanged_nights_give_no_regression(smoke):
     for i, outcome in smoke.outcomes.items():
         assert outcome.ran and outcome.exit_code == 0 and not outcome.problems, i
         assert not outcome.regressed
-    judged = {(j.entry, j.watch.metric): j.verdict.verdict for j in smoke.outcomes[3].judged}
+    judged = {(j.entry, j.watch.metric): j.judgement.verdict for j in smoke.outcomes[3].judged}
     assert judged == {  # night 3 has 2 nights of history (smoke's min_history): real verdicts
         ("digits_mlp", "test/acc"): "ok",
         ("digits_mlp", "epoch_time_s"): "ok",
         ("digits_sweep", "test/acc"): "ok",
         ("digits_sweep", "wall_seconds"): "ok",
     }
-    assert {j.verdict.verdict for j in smoke.outcomes[2].judged} == {"insufficient_history"}
+    assert {j.judgement.verdict for j in smoke.outcomes[2].judged} == {"insufficient_history"}
 
 
 def test_one_row_per_key_and_one_tagged_mlflow_run_per_entry_and_seed(smoke):
@@ -264,10 +264,11 @@ def test_accepting_the_change_makes_it_the_baseline(smoke, capsys):
     assert main([*args, "--note", "lower learning rate on purpose"]) == 0
     assert smoke.store.accepted("smoke") == {("digits_mlp", "test/acc"): [D[4]]}
     (acc,) = [j for j in judge_entry(smoke.store, smoke.suite, entry, D[4]) if j.watch.metric == "test/acc"]
-    assert acc.verdict.verdict == "insufficient_history"  # the new level has no history yet
+    assert acc.judgement.verdict == "insufficient_history"  # the new level has no history yet
     (acc6,) = [j for j in judge_entry(smoke.store, smoke.suite, entry, D[5]) if j.watch.metric == "test/acc"]
     assert (
-        acc6.verdict.verdict == "insufficient_history" and "since the accepted change" in acc6.verdict.reason
+        acc6.judgement.verdict == "insufficient_history"
+        and "since the accepted change" in acc6.judgement.reason
     )
 
 

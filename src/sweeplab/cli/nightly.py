@@ -140,8 +140,10 @@ FIRST_RUN = "`sweeplab nightly run` creates it (or point nightly.history_url / $
 
 # ---------------------------------------------------------------- commands
 def cmd_run(args) -> int:
+    from sweeplab.nightly.detect import Verdict
     from sweeplab.nightly.runner import NightRunner
     from sweeplab.nightly.schedule import today
+    from sweeplab.nightly.status import EntryStatus
 
     suite, settings, entry_overrides = _load(args)
     night = args.date or today(settings["timezone"])
@@ -153,10 +155,10 @@ def cmd_run(args) -> int:
     if outcome.message:
         console.print(outcome.message, markup=False)
     for j in outcome.regressed:
-        line = f"{j.entry} {j.watch.metric} since {j.verdict.began}: {j.verdict.reason}"
-        console.print(Text.assemble(("regressed", "bold red"), ": ", line))
+        line = f"{j.entry} {j.watch.metric} since {j.judgement.began}: {j.judgement.reason}"
+        console.print(Text.assemble((Verdict.regressed, "bold red"), ": ", line))
     for entry, why in outcome.problems.items():
-        console.print(Text.assemble(("failed", "bold red"), ": ", f"{entry}: {why}"))
+        console.print(Text.assemble((EntryStatus.failed, "bold red"), ": ", f"{entry}: {why}"))
     console.print(
         f"see the runs in the MLflow UI: sweeplab ui  (experiment nightly/{suite.name})", markup=False
     )
@@ -164,6 +166,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_history(args) -> int:
+    from sweeplab.nightly.status import EntryStatus
+
     suite, settings, _ = _load(args)
     store = _store(settings, read_only=True)
     nights = sorted({n for s, n in store.nights(suite.name)})[-max(1, args.last) :]
@@ -177,14 +181,14 @@ def cmd_history(args) -> int:
     watched = {(e.name, w.metric) for e in suite.entries for w in e.watches}
     groups: dict[tuple, list] = {}
     for r in store.rows(suite.name, args.entry, args.metric, since=nights[0]):
-        key = (r.night, r.entry, r.metric if r.status in ("completed",) else "")
-        if args.metric or (r.entry, r.metric) in watched or r.status != "completed":
+        key = (r.night, r.entry, r.metric if r.status == EntryStatus.completed else "")
+        if args.metric or (r.entry, r.metric) in watched or r.status != EntryStatus.completed:
             groups.setdefault(key, []).append(r)
     from sweeplab.nightly.report import COLORS, fmt
 
     lines = []
     for (night, entry, metric), rows in sorted(groups.items()):
-        values = [r.value for r in rows if r.value is not None and r.status == "completed"]
+        values = [r.value for r in rows if r.value is not None and r.status == EntryStatus.completed]
         mean = sum(values) / len(values) if values else None
         spread = (
             (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else None
@@ -219,7 +223,7 @@ def cmd_history(args) -> int:
         table.add_column(c)
     for line in lines:
         status = line["status"]
-        if status != "completed" and line["reason"]:
+        if status != EntryStatus.completed and line["reason"]:
             status += f": {line['reason'][:60]}"
         value = fmt(line["mean"], line["sd"], line["n"]) if line["n"] else "–"
         cells = [line["night"], line["entry"], line["metric"], value, line["verdict"], status]
@@ -248,6 +252,7 @@ def cmd_report(args) -> int:
     from sweeplab.nightly.outcome import NightOutcome
     from sweeplab.nightly.report import write
     from sweeplab.nightly.runner import judge_entry, stored_judgements
+    from sweeplab.nightly.status import PROBLEMS, EntryStatus
 
     suite, settings, _ = _load(args)
     store = _store(settings)
@@ -262,9 +267,9 @@ def cmd_report(args) -> int:
         j for e in suite.entries for j in judge_entry(store, suite, e, args.date)
     ]
     for r in rows:
-        if r.status == "skipped":
+        if r.status == EntryStatus.skipped:
             outcome.skipped[r.entry] = r.reason
-        elif r.status in ("failed", "diverged"):
+        elif r.status in PROBLEMS:
             outcome.problems[r.entry] = f"{r.status}: {r.reason}"
     out_dir = Path(settings["reports_dir"]) / suite.name / args.date.isoformat()
     paths = write(store, suite, args.date, outcome, out_dir)
@@ -303,6 +308,7 @@ def cmd_accept(args) -> int:
 
 def cmd_schedule(args) -> int:
     from sweeplab.nightly.schedule import Heartbeat, NightScheduler, SystemClock, subprocess_launcher
+    from sweeplab.nightly.status import ClaimStatus
 
     suite, settings, _ = _load(args)
     store = _store(settings, must_exist=False)
@@ -312,7 +318,7 @@ def cmd_schedule(args) -> int:
 
     def is_done(night: date) -> bool:
         claim = store.claim_of(suite.name, night)
-        return claim is not None and claim.status == "finished"
+        return claim is not None and claim.status == ClaimStatus.finished
 
     def stop(signum, frame) -> None:  # systemd / docker stop: end the night gracefully, then exit
         console.print(f"received signal {signum}: stopping the scheduler", markup=False)

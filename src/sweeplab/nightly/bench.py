@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from sweeplab.metrics import TEST_ACC
-from sweeplab.nightly.detect import REGRESSED, Night, Settings, Watch, judge
+from sweeplab.nightly.detect import Night, Settings, Verdict, Watch, judge
 from sweeplab.objective import Mode, Objective
 
 FIRST_NIGHT = date(2025, 1, 1)
@@ -48,13 +48,13 @@ def _season(
         history.append(Night(night, tuple(rng.normal(mu, sigma, seeds))))
         if i < judge_from:
             continue
-        verdict = judge(history, watch, settings)
-        for _ in range(reruns if verdict.verdict == REGRESSED else 0):
+        judgement = judge(history, watch, settings)
+        for _ in range(reruns if judgement.verdict == Verdict.regressed else 0):
             history[-1] = Night(night, tuple(rng.normal(mu, sigma, seeds)))  # the rerun replaces the night
-            verdict = judge(history, watch, settings)
-            if verdict.verdict != REGRESSED:
+            judgement = judge(history, watch, settings)
+            if judgement.verdict != Verdict.regressed:
                 break
-        if verdict.verdict == REGRESSED:
+        if judgement.verdict == Verdict.regressed:
             flagged.append(i)
     return flagged
 

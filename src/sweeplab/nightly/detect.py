@@ -15,7 +15,7 @@ Two questions, two tools:
   point marks the start of that level, the test confirms it at ``welch_p_change`` (0.05);
   with no change point it must stand alone at ``welch_p`` (0.01).
 
-Nothing here touches the store or the clock: values in, a :class:`Verdict` out.
+Nothing here touches the store or the clock: values in, a :class:`Judgement` out.
 """
 
 from __future__ import annotations
@@ -24,14 +24,26 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 
 import numpy as np
 from scipy import stats
 
 from sweeplab.objective import Mode, Objective
 
-OK, IMPROVED, REGRESSED, INSUFFICIENT = "ok", "improved", "regressed", "insufficient_history"
-VERDICTS = (OK, IMPROVED, REGRESSED, INSUFFICIENT)
+
+class Verdict(StrEnum):
+    """What the latest night of a watched metric is judged to be: the one home of the verdicts.
+
+    The values are stored (``nightly_verdicts.verdict``, the saved judgement's JSON), name MLflow
+    metrics (``verdicts/<verdict>``), CSS classes of the report and ``$SWEEPLAB_NIGHTLY_STATUS``:
+    they never change.
+    """
+
+    ok = "ok"
+    improved = "improved"
+    regressed = "regressed"
+    insufficient_history = "insufficient_history"  # too few stable nights to judge against
 
 
 @dataclass(frozen=True)
@@ -85,8 +97,10 @@ class Night:
 
 
 @dataclass
-class Verdict:
-    verdict: str
+class Judgement:
+    """A night's :class:`Verdict` on a watched metric, with the evidence it rests on."""
+
+    verdict: Verdict
     night: date
     mean: float
     spread: float  # standard deviation over tonight's seeds
@@ -99,7 +113,7 @@ class Verdict:
     delta: float | None = None
     p_value: float | None = None
     began: date | None = None  # first night of the level being judged, when it differs
-    change_points: list[date] = field(default_factory=list)  # in the series this verdict saw
+    change_points: list[date] = field(default_factory=list)  # in the series this judgement saw
 
 
 # ------------------------------------------------------------ change points
@@ -221,7 +235,7 @@ def change_points(series: Sequence[float], watch: Watch, p_max: float = 0.001, w
 # ------------------------------------------------------------------ verdict
 def judge(
     nights: Sequence[Night], watch: Watch, settings: Settings = Settings(), accepted: Sequence[date] = ()
-) -> Verdict:
+) -> Judgement:
     """The latest night's verdict. ``nights`` are in date order, the last one is judged.
 
     Only nights on or after the latest accepted change count: an accepted change is a new
@@ -233,34 +247,39 @@ def judge(
     latest = nights[-1]
     since = max((d for d in accepted if d <= latest.night), default=None)
     era = [n for n in nights if since is None or n.night >= since]
-    verdict = Verdict(
-        INSUFFICIENT, latest.night, latest.mean, _spread(latest.values), len(latest.values), reason=""
+    judgement = Judgement(
+        Verdict.insufficient_history,
+        latest.night,
+        latest.mean,
+        _spread(latest.values),
+        len(latest.values),
+        reason="",
     )
     if len(era) - 1 < settings.min_history:
-        verdict.reason = (
+        judgement.reason = (
             f"{len(era) - 1} earlier night(s){' since the accepted change' if since else ''}; "
             f"{settings.min_history} needed before a verdict"
         )
-        return verdict
+        return judgement
     means = [n.mean for n in era]
     points = change_points(means, watch, settings.p_max, settings.window)
-    verdict.change_points = [era[i].night for i in points]
+    judgement.change_points = [era[i].night for i in points]
     last = points[-1] if points else len(era) - 1
     before = points[-2] if len(points) > 1 else 0
     baseline, current = era[before:last], era[last:]
     if len(baseline) < settings.min_history:
-        verdict.reason = (
+        judgement.reason = (
             f"the level changed on {era[last].night} after only {len(baseline)} stable night(s); "
             f"accept it (sweeplab nightly accept) to make it the new baseline"
         )
-        return verdict
+        return judgement
     base_values = [v for n in baseline for v in n.values]
     cur_values = [v for n in current for v in n.values]
     base_mean, cur_mean = float(np.mean(base_values)), float(np.mean(cur_values))
     p = welch_p(cur_values, base_values)
-    verdict.baseline_mean, verdict.baseline_spread = base_mean, _spread(base_values)
-    verdict.baseline_from, verdict.baseline_to = baseline[0].night, baseline[-1].night
-    verdict.delta, verdict.p_value = cur_mean - base_mean, p
+    judgement.baseline_mean, judgement.baseline_spread = base_mean, _spread(base_values)
+    judgement.baseline_from, judgement.baseline_to = baseline[0].night, baseline[-1].night
+    judgement.delta, judgement.p_value = cur_mean - base_mean, p
     matters = watch.matters(base_mean, cur_mean)
     level = f"{len(current)} night(s) since {current[0].night}" if len(current) > 1 else "tonight"
     # A change point is history's evidence that the level moved (p <= p_max over the nightly
@@ -269,17 +288,17 @@ def judge(
     threshold = settings.welch_p_change if points else settings.welch_p
     if p <= threshold and matters:
         worse = watch.is_worse(base_mean, cur_mean)
-        verdict.verdict = REGRESSED if worse else IMPROVED
-        verdict.began = current[0].night
-        verdict.reason = (
+        judgement.verdict = Verdict.regressed if worse else Verdict.improved
+        judgement.began = current[0].night
+        judgement.reason = (
             f"{level}: {cur_mean:.4g} vs {base_mean:.4g} "
             f"({baseline[0].night}..{baseline[-1].night}), Welch p={p:.2g}"
         )
     else:
-        verdict.verdict = OK
+        judgement.verdict = Verdict.ok
         why = "change below the smallest that matters" if not matters else f"Welch p={p:.2g}"
-        verdict.reason = f"{level}: {cur_mean:.4g} vs {base_mean:.4g}; {why}"
-    return verdict
+        judgement.reason = f"{level}: {cur_mean:.4g} vs {base_mean:.4g}; {why}"
+    return judgement
 
 
 def _spread(values: Sequence[float]) -> float:

@@ -22,6 +22,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     create_engine,
     select,
@@ -43,11 +45,11 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModu
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from sweeplab.errors import one_line
-from sweeplab.nightly.detect import Night
+from sweeplab.nightly.detect import Night, Verdict
+from sweeplab.nightly.status import DONE, ClaimStatus, EntryStatus
 from sweeplab.redact import scrub
 
 VERSION_TABLE = "sweeplab_nightly_alembic_version"
-DONE = ("completed", "diverged")  # a (seed, entry) with these rows is not run again that night
 
 
 class HistoryStoreError(RuntimeError):
@@ -58,6 +60,29 @@ class Base(DeclarativeBase):
     pass
 
 
+class EnumString(TypeDecorator):
+    """A ``VARCHAR`` column of a :class:`~enum.StrEnum`'s values: the plain value is written, the
+    member is read back. A value the enum does not know (an older store's) is read back as it is."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int):
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> StrEnum | str | None:
+        if value is None:
+            return None
+        try:
+            return self.enum(value)
+        except ValueError:
+            return value
+
+
 class Claim(Base):
     __tablename__ = "nightly_claims"
     __table_args__ = (UniqueConstraint("suite", "night", name="uq_nightly_claims_suite_night"),)
@@ -65,7 +90,7 @@ class Claim(Base):
     suite: Mapped[str] = mapped_column(String(100))
     night: Mapped[date] = mapped_column(Date)
     owner: Mapped[str] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(20))  # running | finished | partial (some entries) | failed
+    status: Mapped[ClaimStatus] = mapped_column(EnumString(ClaimStatus, 20))
     version: Mapped[int] = mapped_column(Integer, default=1)
     claimed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -84,7 +109,7 @@ class Result(Base):
     seed: Mapped[int] = mapped_column(Integer)
     metric: Mapped[str] = mapped_column(String(100))
     value: Mapped[float | None] = mapped_column(Float, nullable=True)
-    status: Mapped[str] = mapped_column(String(20))  # completed | diverged | failed | skipped
+    status: Mapped[EntryStatus] = mapped_column(EnumString(EntryStatus, 20))
     reason: Mapped[str] = mapped_column(Text, default="")
     wall_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=1)
@@ -103,8 +128,8 @@ class VerdictRow(Base):
     night: Mapped[date] = mapped_column(Date)
     entry: Mapped[str] = mapped_column(String(100))
     metric: Mapped[str] = mapped_column(String(100))
-    verdict: Mapped[str] = mapped_column(String(30))
-    detail: Mapped[str] = mapped_column(Text)  # the Verdict as JSON (means, baseline, p, began, reason)
+    verdict: Mapped[Verdict] = mapped_column(EnumString(Verdict, 30))
+    detail: Mapped[str] = mapped_column(Text)  # the Judgement as JSON (means, baseline, p, began, reason)
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -154,7 +179,7 @@ def display_url(url: str) -> str:
 class ClaimState:
     acquired: bool
     owner: str
-    status: str
+    status: ClaimStatus | str  # "?" when the claim vanished under us
     taken_over_from: str | None = None  # a stale claim we took over
 
 
@@ -165,7 +190,7 @@ class Row:
     seed: int
     metric: str
     value: float | None
-    status: str
+    status: EntryStatus
     reason: str
     wall_seconds: float | None
     attempts: int
@@ -261,18 +286,20 @@ class HistoryStore:
                         suite=suite,
                         night=night,
                         owner=owner,
-                        status="running",
+                        status=ClaimStatus.running,
                         version=1,
                         claimed_at=now,
                         heartbeat_at=now,
                     )
                 )
-            return ClaimState(True, owner, "running")
+            return ClaimState(True, owner, ClaimStatus.running)
         except IntegrityError:
             pass
         with self.session() as s:
             held = s.scalars(select(Claim).where(Claim.suite == suite, Claim.night == night)).one()
-        alive = held.status == "running" and held.owner != owner and not _gone(held, stale_after_s, now)
+        alive = (
+            held.status == ClaimStatus.running and held.owner != owner and not _gone(held, stale_after_s, now)
+        )
         if alive:
             return ClaimState(False, held.owner, held.status)
         with self.session() as s, s.begin():
@@ -281,7 +308,7 @@ class HistoryStore:
                 .where(Claim.id == held.id, Claim.version == held.version)
                 .values(
                     owner=owner,
-                    status="running",
+                    status=ClaimStatus.running,
                     version=held.version + 1,
                     heartbeat_at=now,
                     claimed_at=now,
@@ -291,8 +318,8 @@ class HistoryStore:
         if changed != 1:  # another runner took it between our read and our update
             current = self.claim_of(suite, night)
             return ClaimState(False, current.owner if current else "?", current.status if current else "?")
-        stale = held.owner if held.status == "running" and held.owner != owner else None
-        return ClaimState(True, owner, "running", taken_over_from=stale)
+        stale = held.owner if held.status == ClaimStatus.running and held.owner != owner else None
+        return ClaimState(True, owner, ClaimStatus.running, taken_over_from=stale)
 
     def claim_of(self, suite: str, night: date) -> Claim | None:
         with self.session() as s:
@@ -310,7 +337,7 @@ class HistoryStore:
                 .values(heartbeat_at=now_utc())
             )
 
-    def release(self, suite: str, night: date, owner: str, status: str) -> None:
+    def release(self, suite: str, night: date, owner: str, status: ClaimStatus) -> None:
         """``finished``: the night ran to its end; ``partial``: some entries ran (``--entry``);
         ``failed``: interrupted. Only ``running`` keeps others out."""
         with self.session() as s, s.begin():
@@ -386,7 +413,7 @@ class HistoryStore:
         """A metric's nights: the finished seeds' values, by date (what the detector judges)."""
         by_night: dict[date, list[tuple[int, float]]] = {}
         for r in self.rows(suite, entry, metric, until=until):
-            if r.status == "completed" and r.value is not None:
+            if r.status == EntryStatus.completed and r.value is not None:
                 by_night.setdefault(r.night, []).append((r.seed, r.value))
         return [Night(d, tuple(v for _, v in sorted(vals))) for d, vals in sorted(by_night.items())]
 
@@ -398,7 +425,9 @@ class HistoryStore:
             return [(a, b) for a, b in s.execute(q)]
 
     # -- verdicts
-    def save_verdicts(self, suite: str, night: date, verdicts: Sequence[tuple[str, str, str, dict]]) -> None:
+    def save_verdicts(
+        self, suite: str, night: date, verdicts: Sequence[tuple[str, str, Verdict, dict]]
+    ) -> None:
         """(entry, metric, verdict, detail) for one night, replacing what that night had."""
         now = now_utc()
         with self.session() as s, s.begin():

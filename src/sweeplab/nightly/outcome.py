@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from sweeplab.nightly.detect import REGRESSED, Verdict, Watch
+from sweeplab.nightly.detect import Judgement, Verdict, Watch
+from sweeplab.nightly.status import EntryStatus
 
 
 @dataclass
 class Measurement:
     metrics: dict[str, float]
-    status: str  # completed | diverged | failed | skipped
+    status: EntryStatus
     reason: str = ""
     wall_seconds: float | None = None
     run_id: str | None = None
@@ -23,7 +24,7 @@ class Measurement:
 class Judged:
     entry: str
     watch: Watch
-    verdict: Verdict
+    judgement: Judgement
     note: str = ""
 
 
@@ -40,7 +41,7 @@ class NightOutcome:
 
     @property
     def regressed(self) -> list[Judged]:
-        return [j for j in self.judged if j.verdict.verdict == REGRESSED]
+        return [j for j in self.judged if j.judgement.verdict == Verdict.regressed]
 
     @property
     def exit_code(self) -> int:

@@ -22,19 +22,31 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rich.table import Table  # noqa: E402
 from rich.text import Text  # noqa: E402
 
-from sweeplab.nightly.detect import Night, Watch, change_points  # noqa: E402
+from sweeplab.nightly.detect import Night, Verdict, Watch, change_points  # noqa: E402
 from sweeplab.nightly.history import HistoryStore  # noqa: E402
 from sweeplab.nightly.outcome import Judged, NightOutcome  # noqa: E402
+from sweeplab.nightly.status import EntryStatus  # noqa: E402
 from sweeplab.nightly.suite import Suite  # noqa: E402
 
 COLUMNS = ("entry", "metric", "tonight", "baseline", "change", "p (Welch)", "verdict", "since", "why")
-PLOT_COLORS = {"ok": "green", "improved": "tab:cyan", "regressed": "red", "insufficient_history": "gold"}
-COLORS = {  # terminal styles
-    "ok": "green",
-    "improved": "cyan",
-    "regressed": "bold red",
-    "insufficient_history": "yellow",
-    "failed": "bold red",
+PLOT_COLORS = {
+    Verdict.ok: "green",
+    Verdict.improved: "tab:cyan",
+    Verdict.regressed: "red",
+    Verdict.insufficient_history: "gold",
+}
+COLORS = {  # terminal styles: a cell that reads as one of these is shown in its colour
+    Verdict.ok: "green",
+    Verdict.improved: "cyan",
+    Verdict.regressed: "bold red",
+    Verdict.insufficient_history: "yellow",
+    EntryStatus.failed: "bold red",
+}
+HTML_STYLES = {  # the report's verdict cells, by their CSS class
+    Verdict.regressed: "background:#fdd;font-weight:bold",
+    Verdict.improved: "background:#dff",
+    Verdict.ok: "background:#dfd",
+    Verdict.insufficient_history: "background:#ffd",
 }
 
 
@@ -57,7 +69,7 @@ def fmt(value: float | None, spread: float | None = None, n: int | None = None) 
 def table_rows(judged: Sequence[Judged]) -> list[list[str]]:
     rows = []
     for j in judged:
-        v = j.verdict
+        v = j.judgement
         baseline = "–"
         if v.baseline_mean is not None:
             baseline = f"{fmt(v.baseline_mean, v.baseline_spread)} ({v.baseline_from}..{v.baseline_to})"
@@ -94,7 +106,7 @@ def write(
             if not nights:
                 continue
             verdict = next(
-                (j.verdict.verdict for j in outcome.judged if (j.entry, j.watch) == (entry.name, w)), None
+                (j.judgement.verdict for j in outcome.judged if (j.entry, j.watch) == (entry.name, w)), None
             )
             path = out_dir / "plots" / f"{_slug(entry.name)}__{_slug(w.metric)}.png"
             plot(
@@ -131,7 +143,7 @@ def segments(
 
 
 def plot(
-    nights, watch: Watch, accepted, settings, tonight: date, verdict: str | None, title: str, path: Path
+    nights, watch: Watch, accepted, settings, tonight: date, verdict: Verdict | None, title: str, path: Path
 ) -> Path:
     points, accepts = segments(nights, watch, accepted, settings)
     xs = list(range(len(nights)))
@@ -175,14 +187,14 @@ def plot(
 def _counts(judged) -> dict[str, int]:
     out: dict[str, int] = {}
     for j in judged:
-        out[j.verdict.verdict] = out.get(j.verdict.verdict, 0) + 1
+        out[j.judgement.verdict] = out.get(j.judgement.verdict, 0) + 1
     return out
 
 
 def _headline(suite: Suite, night: date, outcome, counts: dict[str, int]) -> str:
     parts = [f"{n} {v}" for v, n in sorted(counts.items())]
-    parts += [f"{len(outcome.problems)} failed"] if outcome.problems else []
-    parts += [f"{len(outcome.skipped)} skipped"] if outcome.skipped else []
+    parts += [f"{len(outcome.problems)} {EntryStatus.failed}"] if outcome.problems else []
+    parts += [f"{len(outcome.skipped)} {EntryStatus.skipped}"] if outcome.skipped else []
     return f"suite {suite.name}, night {night}: " + (", ".join(parts) or "nothing measured")
 
 
@@ -192,8 +204,8 @@ def _markdown(suite, night, outcome, rows, counts, plots, out_dir: Path) -> str:
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
     if outcome.problems or outcome.skipped:
         lines += ["", "## Not measured", "", "| entry | status | reason |", "|---|---|---|"]
-        lines += [f"| {e} | failed | {r} |" for e, r in outcome.problems.items()]
-        lines += [f"| {e} | skipped | {r} |" for e, r in outcome.skipped.items()]
+        lines += [f"| {e} | {EntryStatus.failed} | {r} |" for e, r in outcome.problems.items()]
+        lines += [f"| {e} | {EntryStatus.skipped} | {r} |" for e, r in outcome.skipped.items()]
     lines += ["", "## Plots", ""]
     lines += [f"![{title}]({p.relative_to(out_dir)})" for title, p in plots]
     return "\n".join(lines) + "\n"
@@ -211,10 +223,12 @@ def _html(suite, night, outcome, rows, counts, plots) -> str:
         for row in rows
     )
     missing = "".join(
-        f"<tr><td>{e(k)}</td><td>failed</td><td>{e(v)}</td></tr>" for k, v in outcome.problems.items()
+        f"<tr><td>{e(k)}</td><td>{EntryStatus.failed}</td><td>{e(v)}</td></tr>"
+        for k, v in outcome.problems.items()
     )
     missing += "".join(
-        f"<tr><td>{e(k)}</td><td>skipped</td><td>{e(v)}</td></tr>" for k, v in outcome.skipped.items()
+        f"<tr><td>{e(k)}</td><td>{EntryStatus.skipped}</td><td>{e(v)}</td></tr>"
+        for k, v in outcome.skipped.items()
     )
     figures = "".join(
         f'<figure><img alt="{e(t)}" src="data:image/png;base64,{base64.b64encode(p.read_bytes()).decode()}">'
@@ -224,8 +238,8 @@ def _html(suite, night, outcome, rows, counts, plots) -> str:
     style = (
         "body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}th{background:#f3f3f3}"
-        ".regressed{background:#fdd;font-weight:bold}.improved{background:#dff}.ok{background:#dfd}"
-        ".insufficient_history{background:#ffd}img{max-width:100%}"
+        + "".join(f".{verdict}{{{css}}}" for verdict, css in HTML_STYLES.items())
+        + "img{max-width:100%}"
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>Nightly {e(suite.name)} {night}</title>"
@@ -246,8 +260,12 @@ def terminal_summary(outcome: NightOutcome) -> Table:
     for c in ("entry", "metric", "tonight", "baseline", "verdict", "since"):
         table.add_column(c)
     cells = [[r[0], r[1], r[2], r[3], r[6], r[7]] for r in table_rows(outcome.judged)]
-    cells += [[entry, "", "", "", "failed", reason[:80]] for entry, reason in outcome.problems.items()]
-    cells += [[entry, "", "", "", "skipped", reason[:80]] for entry, reason in outcome.skipped.items()]
+    cells += [
+        [entry, "", "", "", EntryStatus.failed, reason[:80]] for entry, reason in outcome.problems.items()
+    ]
+    cells += [
+        [entry, "", "", "", EntryStatus.skipped, reason[:80]] for entry, reason in outcome.skipped.items()
+    ]
     for row in cells:  # plain text, never markup: names and reasons may hold brackets
         table.add_row(*(Text(c, style=COLORS.get(c, "") if i == 4 else "") for i, c in enumerate(row)))
     return table

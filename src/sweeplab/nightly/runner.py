@@ -33,11 +33,13 @@ from rich.text import Text
 from sweeplab.config import compose, to_container
 from sweeplab.metrics import EPOCH_TIME, TEST_ACC, TEST_LOSS, VAL_ACC, VAL_LOSS, best_key
 from sweeplab.nightly import report as reports
-from sweeplab.nightly.detect import REGRESSED, Verdict, judge
+from sweeplab.nightly.detect import Judgement, Verdict, judge
 from sweeplab.nightly.history import HistoryStore, Row, machine, now_utc, owner_id
 from sweeplab.nightly.outcome import Judged, Measurement, NightOutcome
+from sweeplab.nightly.status import PROBLEMS, ClaimStatus, EntryStatus
 from sweeplab.nightly.suite import Entry, Suite, compose_entry
 from sweeplab.overrides import in_sections
+from sweeplab.status import TrialStatus
 
 # Defaults an entry may change; then what every nightly run is (its MLflow home and names).
 ENTRY_DEFAULTS = ("tracking.log_model=false", "tune.register_model=false")
@@ -109,12 +111,14 @@ class NightRunner:
         except BaseException:
             stop.set()
             beat.join(timeout=10)  # no heartbeat write in flight while the claim is released
-            self.store.release(self.suite.name, night, owner, "failed")
+            self.store.release(self.suite.name, night, owner, ClaimStatus.failed)
             raise
         stop.set()
         beat.join(timeout=10)
         # a run of some entries only leaves the night open: the scheduler still runs the rest
-        self.store.release(self.suite.name, night, owner, "partial" if only else "finished")
+        self.store.release(
+            self.suite.name, night, owner, ClaimStatus.partial if only else ClaimStatus.finished
+        )
         return outcome
 
     def _heartbeat(self, night: date, owner: str, stop: threading.Event) -> None:
@@ -147,9 +151,9 @@ class NightRunner:
                 self.after_seed(entry.name, seed)
         for entry in entries:  # tonight's failures and skips, from the store: a rerun sees earlier ones
             for row in self.store.rows(self.suite.name, entry.name, since=night, until=night):
-                if row.status == "skipped":
+                if row.status == EntryStatus.skipped:
                     outcome.skipped[entry.name] = row.reason
-                elif row.status in ("failed", "diverged"):
+                elif row.status in PROBLEMS:
                     outcome.problems[entry.name] = f"{row.status}: {row.reason}"
         return bool(todo)
 
@@ -171,7 +175,7 @@ class NightRunner:
     def _measure(self, entry: Entry, seed: int, night: date, attempt: int) -> Measurement:
         cfg, overrides = self._config(entry, seed, night, attempt)
         if entry.skip_if_missing and (why := _missing_data(cfg["data"])):
-            return Measurement({}, "skipped", why)
+            return Measurement({}, EntryStatus.skipped, why)
         tags = {
             "nightly.suite": self.suite.name,
             "nightly.night": night.isoformat(),
@@ -187,7 +191,7 @@ class NightRunner:
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # noqa: BLE001 - one entry failing must not stop the suite
-            return Measurement({}, "failed", _one_line(exc))
+            return Measurement({}, EntryStatus.failed, _one_line(exc))
 
     def _train(self, cfg: dict[str, Any], tags: dict[str, str]) -> Measurement:
         from sweeplab.run import train_and_track
@@ -203,10 +207,9 @@ class NightRunner:
             metrics[EPOCH_TIME] = statistics.median(h[EPOCH_TIME] for h in result.history)
             metrics["epochs"] = float(len(result.history))
         metrics["wall_seconds"] = wall
-        status = "diverged" if result.status == "diverged" else "completed"
-        return Measurement(
-            metrics, status, result.reason if status == "diverged" else "", wall, outcome.run_id
-        )
+        diverged = result.status == TrialStatus.diverged
+        status = EntryStatus.diverged if diverged else EntryStatus.completed
+        return Measurement(metrics, status, result.reason if diverged else "", wall, outcome.run_id)
 
     def _sweep(self, cfg: dict[str, Any], overrides: list[str], tags: dict[str, str]) -> Measurement:
         from sweeplab import sweep
@@ -226,7 +229,9 @@ class NightRunner:
         Tracker(cfg["tracking"]).set_tags(parent, tags)
         s = outcome.summary
         if s.best is None:
-            return Measurement({}, "failed", s.no_model or "no trial of the sweep finished", wall, parent)
+            return Measurement(
+                {}, EntryStatus.failed, s.no_model or "no trial of the sweep finished", wall, parent
+            )
         c = s.compute
         metrics = {k: float(s.test[k]) for k in (TEST_ACC, TEST_LOSS) if k in s.test}
         metrics.update(
@@ -236,7 +241,7 @@ class NightRunner:
             metrics[EPOCH_TIME] = c.trial_seconds / c.epochs_run
         if s.metric == VAL_LOSS:
             metrics[best_key(VAL_LOSS)] = float(s.best.best)
-        return Measurement(metrics, "completed", "", wall, parent)
+        return Measurement(metrics, EntryStatus.completed, "", wall, parent)
 
     def _cached_data(self, data_cfg: Mapping[str, Any]):
         """Seeds of an entry share its data (IMDB takes a minute to vectorize); one set is kept."""
@@ -283,8 +288,8 @@ class NightRunner:
                 (
                     j.entry,
                     j.watch.metric,
-                    j.verdict.verdict,
-                    {**asdict(j.verdict), "watch": j.watch.describe(), "note": j.note},
+                    j.judgement.verdict,
+                    {**asdict(j.judgement), "watch": j.watch.describe(), "note": j.note},
                 )
                 for j in outcome.judged
             ],
@@ -297,7 +302,7 @@ class NightRunner:
         attempts = max((r.attempts for r in tonight), default=1)  # a rerun night run again: no third try
         notes: dict[str, str] = {}
         while attempts <= self.settings["reruns"] and (
-            worse := [j.watch.metric for j in judged if j.verdict.verdict == REGRESSED]
+            worse := [j.watch.metric for j in judged if j.judgement.verdict == Verdict.regressed]
         ):
             attempts += 1
             self.console.print(
@@ -312,9 +317,9 @@ class NightRunner:
             judged = judge_entry(self.store, self.suite, entry, night)
             for j in judged:
                 if j.watch.metric in worse:
-                    confirmed = j.verdict.verdict == REGRESSED
+                    confirmed = j.judgement.verdict == Verdict.regressed
                     notes[j.watch.metric] = f"regressed in attempt {attempts - 1}; the rerun " + (
-                        "confirmed it" if confirmed else f"did not confirm it ({j.verdict.verdict})"
+                        "confirmed it" if confirmed else f"did not confirm it ({j.judgement.verdict})"
                     )
         for j in judged:
             j.note = notes.get(j.watch.metric, "")
@@ -325,7 +330,7 @@ class NightRunner:
         measured = []
         for seed in entry.seeds:
             m = self._measure(entry, seed, night, attempt)
-            if m.status != "completed":
+            if m.status != EntryStatus.completed:
                 return f"seed {seed}: {m.status} {m.reason}".strip()
             measured.append((seed, m))
         for seed, m in measured:
@@ -366,11 +371,10 @@ class NightRunner:
             for png in paths.plots:
                 tracker.log_file(run_id, png, "report/plots")
             counts = {
-                f"verdicts/{v}": float(sum(j.verdict.verdict == v for j in outcome.judged))
-                for v in ("ok", "improved", "regressed", "insufficient_history")
+                f"verdicts/{v}": float(sum(j.judgement.verdict == v for j in outcome.judged)) for v in Verdict
             }
             tracker.log_metrics(run_id, counts, step=0)
-            tracker.end_run(run_id, "completed", f"nightly report for {night}")
+            tracker.end_run(run_id, TrialStatus.completed, f"nightly report for {night}")
             self._say(f"report logged to MLflow run {run_id}")
         except Exception as exc:  # noqa: BLE001 - the report is on disk; say why MLflow lacks it
             self._warn(f"report not logged to MLflow: {_one_line(exc)}")
@@ -383,7 +387,7 @@ class NightRunner:
             **os.environ,
             "SWEEPLAB_NIGHTLY_SUITE": outcome.suite,
             "SWEEPLAB_NIGHTLY_NIGHT": outcome.night.isoformat(),
-            "SWEEPLAB_NIGHTLY_STATUS": "regressed" if outcome.regressed else "failed",
+            "SWEEPLAB_NIGHTLY_STATUS": Verdict.regressed if outcome.regressed else EntryStatus.failed,
             "SWEEPLAB_NIGHTLY_REPORT": str(outcome.report.resolve()),
             "SWEEPLAB_NIGHTLY_REPORT_HTML": str(outcome.report.with_suffix(".html").resolve()),
         }
@@ -421,9 +425,9 @@ def stored_judgements(store: HistoryStore, suite: Suite, night: date) -> list[Ju
         w = watches.get((v["entry"], v["metric"]))
         if w is None:  # the suite no longer watches it
             continue
-        fields_ = {k: v.get(k) for k in Verdict.__dataclass_fields__}
+        fields_ = {k: v.get(k) for k in Judgement.__dataclass_fields__}
         fields_["verdict"] = v["verdict"]
-        out.append(Judged(v["entry"], w, Verdict(**_dates(fields_)), v.get("note", "")))
+        out.append(Judged(v["entry"], w, Judgement(**_dates(fields_)), v.get("note", "")))
     return sorted(out, key=lambda j: order.index((j.entry, j.watch.metric)))
 
 
@@ -455,7 +459,7 @@ def _missing_data(data_cfg: Mapping[str, Any]) -> str | None:
 
 
 def _describe(m: Measurement, entry: Entry) -> str:
-    if m.status != "completed":
+    if m.status != EntryStatus.completed:
         return f"{m.status}: {m.reason}"
     shown = [w.metric for w in entry.watches if w.metric in m.metrics]
     values = "  ".join(f"{k} {m.metrics[k]:.4g}" for k in shown)
