@@ -21,6 +21,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from sweeplab.metrics import EPOCH, VAL_LOSS, quality_key  # noqa: E402
 from sweeplab.objective import Mode  # noqa: E402
+from sweeplab.status import TrialStatus  # noqa: E402
 
 
 def learning_curves(
@@ -94,7 +95,11 @@ class TrialPoint:
 
 
 # marker by how a trial ended: ran its course, was cut short, blew up
-_MARKERS = {"stopped_by_scheduler": "v", "stopped_by_budget": "v", "diverged": "X"}
+_MARKERS = {
+    TrialStatus.stopped_by_scheduler: "v",
+    TrialStatus.stopped_by_budget: "v",
+    TrialStatus.diverged: "X",
+}
 _ENDINGS = {"o": "ran to its end", "v": "stopped early by the scheduler or budget", "X": "diverged"}
 
 

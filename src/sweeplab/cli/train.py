@@ -12,6 +12,7 @@ from sweeplab.cli import exits
 from sweeplab.cli.config_args import add_config_command, compose_for
 from sweeplab.cli.output import console
 from sweeplab.metrics import TRAIN_PENALTY
+from sweeplab.status import TrialStatus
 
 NAME = "train"
 HELP = "train one model and record it as an MLflow run"
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt("the run was closed as KILLED with the epochs already logged") from None
     result = outcome.result
     table = Table(title="run summary", show_header=False, title_justify="left")
-    style = {"completed": "green", "early_stopped": "cyan", "diverged": "red"}[result.status]
+    style = TrialStatus(result.status).style
     table.add_row("status", Text.assemble((result.status, style), f" — {result.reason}"))
     if result.best_epoch is not None:
         table.add_row(
@@ -70,4 +71,4 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     if see_it:
         console.print(f"see it in the MLflow UI: {see_it}", markup=False)
-    return exits.FAILED if result.status == "diverged" else exits.OK
+    return exits.FAILED if result.status == TrialStatus.diverged else exits.OK

@@ -21,6 +21,7 @@ from sweeplab.metrics import EPOCH, ROBUST, TEST_ACC, best_key, robust_key
 from sweeplab.objective import Objective
 from sweeplab.plots import TrialPoint, metric_vs_hyperparameters, overlaid_validation_curves
 from sweeplab.space import parse_space
+from sweeplab.status import TrialStatus
 from sweeplab.sweep import results
 from sweeplab.sweep.results import (
     Registration,
@@ -76,7 +77,8 @@ def summarize(cfg: Mapping[str, Any], state, tracker: Tracker, wall_seconds: flo
     else:
         summary = _with_best(cfg, state, tracker, summary, ranked, best, final)
     tracker.log_metrics(parent, final, step=0)
-    status = "completed" if summary.best is not None else "failed"  # a sweep that chose no model failed
+    # a sweep that chose no model failed
+    status = TrialStatus.completed if summary.best is not None else TrialStatus.failed
     tracker.end_run(
         parent,
         status,
