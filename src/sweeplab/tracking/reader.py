@@ -102,17 +102,9 @@ def open_reader(tracking_cfg: Mapping[str, Any]) -> Reader:
 def patiently(read: Callable[[], T], seconds: float = 60.0) -> T:
     """A read by a long-running process (a sweep's end, a resume) that rides out a short outage
     of the store; a command a user typed reads once and says at once what is wrong."""
-    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+    from sweeplab.tracking.retry import for_seconds  # tenacity: loaded by the driver only
 
-    for attempt in Retrying(
-        retry=retry_if_exception_type(StoreError),
-        wait=wait_exponential(multiplier=0.25, max=5),
-        stop=stop_after_delay(seconds),
-        reraise=True,
-    ):
-        with attempt:
-            return read()
-    raise AssertionError("unreachable")  # Retrying either returns or raises
+    return for_seconds(read, seconds, lambda exc: isinstance(exc, StoreError))
 
 
 def child_runs(reader: Reader, parent_run_id: str) -> tuple[list[RunRecord], dict[str, dict[str, Points]]]:

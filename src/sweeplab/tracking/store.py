@@ -29,7 +29,6 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 import sweeplab
 from sweeplab import checkpoints, project
@@ -38,7 +37,7 @@ from sweeplab.metrics import EPOCH, VAL_LOSS
 from sweeplab.objective import Mode, Objective
 from sweeplab.redact import scrub, scrub_config
 from sweeplab.status import TrialStatus
-from sweeplab.tracking import registry, views
+from sweeplab.tracking import registry, retry, views
 from sweeplab.tracking.tags import (
     GIT_COMMIT_TAG,
     KIND_TAG,
@@ -99,15 +98,7 @@ def is_transient(exc: BaseException) -> bool:
 
 def retrying(call: Callable[[], T], seconds: float = 60.0) -> T:
     """A synchronous write that rides out a short outage or a locked SQLite file."""
-    for attempt in Retrying(
-        retry=retry_if_exception(is_transient),
-        wait=wait_exponential(multiplier=0.25, max=5),
-        stop=stop_after_delay(seconds),
-        reraise=True,
-    ):
-        with attempt:
-            return call()
-    raise AssertionError("unreachable")  # Retrying either returns or raises
+    return retry.for_seconds(call, seconds, is_transient)
 
 
 # ------------------------------------------------------------------ opening the store
