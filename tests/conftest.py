@@ -15,6 +15,12 @@ from sweeplab.data import DataBundle
 pytest_plugins = ["servers"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # xdist gives its workers an 80-column "terminal":
+        for name in ("COLUMNS", "LINES"):  # the commands run here print off one, as when run alone
+            os.environ.pop(name, None)
+
+
 @pytest.fixture(autouse=True)
 def _config_dir_restored():
     """`sweeplab --config-dir` sets $SWEEPLAB_CONFIG_DIR for the whole process (Ray's trials read
