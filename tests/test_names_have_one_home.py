@@ -29,8 +29,6 @@ TAG_HOMES = {"tracking/tags.py"}
 VERDICT_HOMES = {"nightly/detect.py"}
 STATUS_HOMES = {"nightly/status.py"}
 NIGHTLY_CODE = ("nightly/", "cli/nightly.py")  # where a nightly status is only ever an enum member
-# Files that still spell names out, outside what the change that added this test could edit:
-# moved by the lead, then removed here (test_the_allow_list_holds_only_files_that_still_need_it).
 
 # a split's metric key, alone or inside a longer key (robust/val/acc/mean, single_winner_test/acc)
 METRIC_KEY = re.compile(r"(?<![A-Za-z0-9])(?:train|val|test)/[A-Za-z0-9_]+")

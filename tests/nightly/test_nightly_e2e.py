@@ -60,10 +60,6 @@ def mlflow_runs(home: Path, night: date | None = None) -> list:
     return client.search_runs([exp.experiment_id], filter_string=query, max_results=1000)
 
 
-def verdict_of(outcome, entry: str, metric: str):
-    return next(j.judgement for j in outcome.judged if (j.entry, j.watch.metric) == (entry, metric))
-
-
 def test_unchanged_nights_give_no_regression(smoke):
     for i, outcome in smoke.outcomes.items():
         assert outcome.ran and outcome.exit_code == 0 and not outcome.problems, i
