@@ -63,10 +63,14 @@ test-tools:
 # Two pytest workers (pytest-xdist): much of a test's time is spent waiting on real processes
 # (servers starting, an outage lasting, Ray's nodes), which the other worker fills. A module's
 # tests stay on one worker (--dist loadfile), in order, and its module-scoped servers start once.
+# The test hosts' tests time how fast a dead host is noticed and a trial moves: they run after,
+# alone (beside another worker, a killed host's trial was seen to move late in 2 of 3 runs).
 TEST_WORKERS ?= 2
 PYTEST_XDIST = -n $(TEST_WORKERS) --dist loadfile
+ALONE = tests/test_hosts.py tests/sweep/test_sweep_cluster.py
 test: data test-tools
-	$(PY) -m pytest $(PYTEST_XDIST) $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_XDIST) $(addprefix --ignore=,$(ALONE)) $(PYTEST_ARGS)
+	$(PY) -m pytest $(ALONE) $(PYTEST_ARGS) || { rc=$$?; [ $$rc = 5 ] && [ -n "$(PYTEST_ARGS)" ] || exit $$rc; }
 
 test-fast: $(STAMP)
 	$(PY) -m pytest $(PYTEST_XDIST) -m "not slow and not service" $(PYTEST_ARGS)
