@@ -63,8 +63,8 @@ test-tools:
 # Two pytest workers (pytest-xdist): much of a test's time is spent waiting on real processes
 # (servers starting, an outage lasting, Ray's nodes), which the other worker fills. A module's
 # tests stay on one worker (--dist loadfile), in order, and its module-scoped servers start once.
-# The test hosts' tests time how fast a dead host is noticed and a trial moves: they run after,
-# alone (beside another worker, a killed host's trial was seen to move late in 2 of 3 runs).
+# The test hosts' tests time how fast a dead host is noticed and kill a host mid-trial: they run
+# after the others, alone, so that another worker's load does not move those moments.
 TEST_WORKERS ?= 2
 PYTEST_XDIST = -n $(TEST_WORKERS) --dist loadfile
 ALONE = tests/test_hosts.py tests/sweep/test_sweep_cluster.py
